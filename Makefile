@@ -1,0 +1,54 @@
+# kerneye: `make run` (set up, build, run the agent) and `make test`.
+# Everything builds on an idempotent `make setup`, which installs the apt
+# and pip dependencies, builds the BPF objects and leaves the CLI at
+# .venv/bin/kerneye.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PKGS := clang-16 llvm-16 bpftool libbpf-dev libbpf1 libelf-dev make python3-venv python3-pip util-linux
+EXPORT_FILE ?= /var/log/kerneye/events.json
+ARGS ?=
+
+.PHONY: setup apt venv bpf abi run test test-unit bench clean
+
+setup: apt venv bpf
+
+apt:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.stamp: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.stamp
+
+bpf:
+	$(MAKE) -C bpf
+
+# Regenerate the Python mirror of bpf/include/kerneye/abi.h from BTF.
+abi: bpf
+	$(PY) tools/gen_abi.py
+
+run: setup
+	@mkdir -p $(dir $(EXPORT_FILE))
+	$(VENV)/bin/kerneye agent --export-file $(EXPORT_FILE) $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+test-unit: venv
+	$(PY) -m pytest -q tests/unit
+
+bench: setup
+	$(PY) bench/exec_storm.py
+
+clean:
+	$(MAKE) -C bpf clean
+	rm -rf $(VENV)

@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+#ifndef KERNEYE_COMPILER_H
+#define KERNEYE_COMPILER_H
+
+#define FUNC_INLINE static inline __attribute__((always_inline))
+#ifndef likely
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#endif
+/* Keep the verifier's view of an offset bounded: off & mask. */
+#define BOUND(off, mask) ((off) & (mask))
+
+#endif

@@ -1,0 +1,232 @@
+"""The agent: loads sensors, runs the event pipeline, serves the local API.
+
+Threads:
+  kerneye-rb-reader   drains the ring buffer into a bounded queue
+  main (run())        decodes batches -> process tracker -> listeners;
+                      ticks the event cache, the process-cache GC, flushes
+  kerneye-api         accepts local API clients (one writer thread each)
+The process cache and event cache are touched only by the main thread.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from typing import Any
+
+from . import __version__, system
+from .abi import btfcheck
+from .bpf.ringbuf import RingBuffer
+from .config import AgentConfig
+from .errors import ConfigError, KerneyeError
+from .events.event import Event
+from .eventcache import EventCache
+from .export.jsonfile import RotatingFileWriter
+from .observer.dispatch import Dispatcher
+from .observer.listeners import JsonFileListener, Listener, StdoutListener
+from .observer.reader import Reader
+from .process import procfs
+from .process.cache import ProcessCache
+from .process.identity import Clock
+from .process.tracker import ProcessTracker
+from .sensors import exec as exec_sensor
+from .sensors.base import Sensor, SensorManager
+
+log = logging.getLogger("kerneye.agent")
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        self.clock = Clock()
+        self.dispatcher = Dispatcher()
+        self.cache = ProcessCache(cfg.process_cache_size, cfg.process_cache_grace_s)
+        self.eventcache = EventCache()
+        self.listeners: list[Listener] = []
+        self.listener_errors = 0
+        self.events_by_kind: dict[str, int] = {}
+        self.tracker = ProcessTracker(cfg.node_name, self.clock, procfs.host_ns(), self.cache, self.eventcache,
+                                      self.emit, ancestors=cfg.enable_ancestors)
+        self.sensors = SensorManager(self.dispatcher)
+        self.base: Sensor | None = None
+        self.rb: RingBuffer | None = None
+        self.reader: Reader | None = None
+        self.queue: queue.Queue[list[bytes]] = queue.Queue(maxsize=cfg.queue_batches)
+        self.lock = system.AgentLock(cfg.run_dir)
+        self.api: Any = None
+        self.ready = False
+        self.started_at = time.time()
+        self._stop = threading.Event()
+        self._last_lost = 0
+
+    # --- lifecycle --------------------------------------------------------
+    def start(self) -> None:
+        """Everything up to 'ready'. On failure, undo what was done and raise."""
+        cfg = self.cfg
+        system.check_privileges()
+        system.check_btf()
+        if cfg.rb_size & (cfg.rb_size - 1) or cfg.rb_size < 4096:
+            raise ConfigError(f"--rb-size {cfg.rb_size} must be a power of two of at least 4096 bytes")
+        base_obj = exec_sensor.object_path(cfg.bpf_dir)
+        if not os.path.exists(base_obj):
+            raise ConfigError(f"BPF objects not found in {cfg.bpf_dir}: build them with `make -C bpf` or set --bpf-lib")
+        btfcheck.check(base_obj, require_all=False)  # LayoutMismatch refuses start
+        self.lock.acquire()
+        try:
+            system.ensure_mount(system.BPFFS, "bpf")
+            try:
+                system.ensure_mount(system.TRACEFS, "tracefs")
+            except KerneyeError as e:  # only policy sensors need it
+                log.warning("%s", e)
+            if cfg.export_file:
+                self.listeners.append(JsonFileListener(RotatingFileWriter(
+                    cfg.export_file, int(cfg.export_file_max_size_mb * (1 << 20)), cfg.export_file_max_backups)))
+            if cfg.output in ("compact", "json"):
+                self.listeners.append(StdoutListener(cfg.output, cfg.color))
+            self.base = exec_sensor.make(cfg.bpf_dir, self.tracker, cfg.rb_size, cfg.rb_wakeup_bytes)
+            self.sensors.load(self.base)
+            self.rb = RingBuffer(self.sensors.shared_fds["kerneye_events_rb"], cfg.rb_size)
+            # Attached first, then scanned: a process is either in /proc at
+            # scan time or seen by the programs (or both; the map decides).
+            if cfg.procfs_scan:
+                for raw in exec_sensor.seed(self.base):
+                    self.dispatcher.dispatch(raw)
+            self.reader = Reader(self.rb, self.queue, cfg.rb_poll_ms / 1000)
+            self.reader.start()
+            if cfg.api:
+                from .api.server import ApiServer
+
+                self.api = ApiServer(cfg.socket_path, self)
+                self.api.start()
+                self.listeners.append(self.api)
+        except BaseException:
+            self.shutdown()
+            raise
+        self.ready = True
+        log.info("kerneye %s ready on %s: %d processes known, programs: %s", __version__, cfg.node_name,
+                 len(self.cache), ", ".join(self.base.programs()))
+
+    def run(self) -> None:
+        """Consume until stop() is called."""
+        next_tick = time.monotonic()
+        next_gc = next_tick + 5
+        dispatch = self.dispatcher.dispatch
+        while not self._stop.is_set():
+            try:
+                batch = self.queue.get(timeout=0.05)
+            except queue.Empty:
+                batch = None
+            if batch:
+                for raw in batch:
+                    dispatch(raw)
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + 0.1
+                self.eventcache.retry()
+                self._flush()
+                self._report_loss()
+            if now >= next_gc:
+                next_gc = now + 5
+                self.cache.gc()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def shutdown(self) -> None:
+        """Detach everything and drain what was already produced. Idempotent."""
+        self.ready = False
+        if self.reader is not None:
+            self.reader.stop()
+            self.reader.join(timeout=5)
+            self.reader = None
+        while True:
+            try:
+                batch = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            for raw in batch:
+                self.dispatcher.dispatch(raw)
+        self.eventcache.flush()
+        self._report_loss()
+        if self.api is not None:
+            self.api.close()
+            self.api = None
+        self.sensors.unload_all()
+        if self.rb is not None:
+            self.rb.close()
+            self.rb = None
+        for l in self.listeners:
+            try:
+                l.close()
+            except Exception:  # noqa: BLE001
+                log.warning("listener %s failed to close", l.name, exc_info=True)
+        self.listeners.clear()
+        self.lock.release()
+
+    # --- events -------------------------------------------------------------
+    def emit(self, ev: Event) -> None:
+        self.events_by_kind[ev.kind] = self.events_by_kind.get(ev.kind, 0) + 1
+        for l in self.listeners:
+            try:
+                l.on_event(ev)
+            except Exception:  # noqa: BLE001 - one bad sink must not stop the others
+                self.listener_errors += 1
+                log.debug("listener %s failed", l.name, exc_info=True)
+
+    def _flush(self) -> None:
+        for l in self.listeners:
+            try:
+                l.flush()
+            except Exception:  # noqa: BLE001
+                self.listener_errors += 1
+
+    def lost(self) -> dict[str, int]:
+        k = exec_sensor.kernel_stats(self.base) if self.base and self.base.loaded else {}
+        rb_lost = sum(v for n, v in k.items() if n.startswith("rb_lost"))
+        return {
+            "ringbuf": rb_lost,
+            "queue": self.reader.queue_lost if self.reader else 0,
+            "api_clients": self.api.dropped() if self.api else 0,
+            "execve_map_full": k.get("execve_map_full", 0),
+        }
+
+    def _report_loss(self) -> None:
+        lost = self.lost()
+        total = lost["ringbuf"] + lost["queue"]
+        if total > self._last_lost:
+            log.warning("lost %d events (ring buffer full: %d, queue full: %d so far); raise --rb-size or reduce load",
+                        total - self._last_lost, lost["ringbuf"], lost["queue"])
+            self._last_lost = total
+
+    def status(self) -> dict[str, Any]:
+        cs = self.cache.snapshot_stats()
+        seen = sum(self.dispatcher.received.values())
+        exported = {l.name: getattr(l, "exported", 0) for l in self.listeners}
+        return {
+            "ready": self.ready,
+            "version": __version__,
+            "node_name": self.cfg.node_name,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "events": {
+                "seen": seen,
+                "by_type": dict(self.events_by_kind),
+                "exported": exported,
+                "lost": self.lost(),
+                "decode_errors": dict(self.dispatcher.errors),
+                "parked": len(self.eventcache),
+                "missing_parent": self.tracker.missing_parent,
+                "missing_process": self.tracker.missing_process,
+            },
+            "ringbuf": {
+                "size": self.cfg.rb_size,
+                "records": self.reader.records if self.reader else 0,
+                "peak_fill": round(self.reader.peak_fill, 4) if self.reader else 0,
+            },
+            "process_cache": {"size": cs.size, "evictions": cs.evictions, "misses": cs.misses,
+                              "collected": cs.collected},
+            "sensors": [{"name": s.name, "state": s.state, "programs": s.programs(), "error": s.error}
+                        for s in self.sensors.sensors],
+        }

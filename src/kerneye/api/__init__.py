@@ -1,0 +1,1 @@
+"""Local API on a root-only Unix socket: JSON-lines requests and streams."""

@@ -1,0 +1,46 @@
+"""Map access by fd: update/lookup/delete/iterate with ctypes buffers."""
+from __future__ import annotations
+
+import ctypes
+from typing import Iterator
+
+from ..errors import BpfError
+from . import libbpf
+
+BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
+
+
+def update(fd: int, key: ctypes.Structure | ctypes._SimpleCData, value: ctypes.Structure | ctypes._SimpleCData,
+           flags: int = BPF_ANY) -> None:
+    rc = libbpf.lib().bpf_map_update_elem(fd, ctypes.byref(key), ctypes.byref(value), flags)
+    if rc:
+        raise BpfError(f"map update failed: {libbpf.strerror(rc)}", -rc)
+
+
+def lookup(fd: int, key: ctypes.Structure | ctypes._SimpleCData, value: ctypes.Structure | ctypes.Array) -> bool:
+    """Fill value; return False if the key is absent."""
+    return libbpf.lib().bpf_map_lookup_elem(fd, ctypes.byref(key), ctypes.byref(value)) == 0
+
+
+def delete(fd: int, key: ctypes.Structure | ctypes._SimpleCData) -> bool:
+    return libbpf.lib().bpf_map_delete_elem(fd, ctypes.byref(key)) == 0
+
+
+def keys(fd: int, key_type: type) -> Iterator[ctypes._SimpleCData]:
+    l = libbpf.lib()
+    cur = key_type()
+    nxt = key_type()
+    rc = l.bpf_map_get_next_key(fd, None, ctypes.byref(nxt))
+    while rc == 0:
+        yield key_type.from_buffer_copy(nxt)
+        ctypes.memmove(ctypes.byref(cur), ctypes.byref(nxt), ctypes.sizeof(key_type))
+        rc = l.bpf_map_get_next_key(fd, ctypes.byref(cur), ctypes.byref(nxt))
+
+
+def percpu_sum_u64(fd: int, index: int) -> int:
+    """Sum a per-CPU u64 array slot over all possible CPUs."""
+    ncpu = libbpf.lib().libbpf_num_possible_cpus()
+    vals = (ctypes.c_uint64 * ncpu)()
+    if not lookup(fd, ctypes.c_uint32(index), vals):
+        return 0
+    return sum(vals)

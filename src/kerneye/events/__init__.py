@@ -1,0 +1,1 @@
+"""Events as users see them: Tetragon's JSON shape, built from cached parts."""

@@ -1,0 +1,126 @@
+"""The user-space process record and its Tetragon-shaped JSON.
+
+A Process is immutable once built except for cache bookkeeping (refcnt,
+exit state); its JSON form is rendered once and reused by every event that
+mentions it, as process, parent or ancestor. That is what keeps per-event
+cost low: an event is a few string joins around cached fragments.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .caps import cap_names
+from .identity import rfc3339
+
+NS_NAMES = ("uts", "ipc", "mnt", "pid", "pid_for_children", "net", "time", "time_for_children", "cgroup", "user")
+
+
+@dataclass(slots=True)
+class Cred:
+    uid: int
+    gid: int
+    euid: int
+    egid: int
+    suid: int
+    sgid: int
+    fsuid: int
+    fsgid: int
+    securebits: int = 0
+
+
+@dataclass(slots=True)
+class Process:
+    exec_id: str
+    parent_exec_id: str
+    pid: int
+    tid: int
+    ktime: int
+    nspid: int
+    auid: int
+    cwd: str
+    binary: str
+    arguments: str
+    flags: list[str]
+    start_time_ns: int
+    cred: Cred
+    cap_permitted: int
+    cap_effective: int
+    cap_inheritable: int
+    ns: dict[str, int]
+    ns_is_host: dict[str, bool]
+    cgroup_id: int
+    cgroup_path: str
+    docker: str
+    binary_properties: dict[str, Any] | None = None
+    # --- cache bookkeeping (not part of the identity) ---
+    refcnt: int = 0
+    exited: bool = False
+    released_at: float = 0.0
+    _dict: dict[str, Any] | None = field(default=None, repr=False)
+    _json: str | None = field(default=None, repr=False)
+
+    @property
+    def uid(self) -> int:
+        # Tetragon's process.uid is the effective UID
+        return self.cred.euid
+
+    def to_dict(self) -> dict[str, Any]:
+        """Tetragon's `Process` message as JSON; rendered once."""
+        if self._dict is None:
+            c = self.cred
+            d: dict[str, Any] = {
+                "exec_id": self.exec_id,
+                "pid": self.pid,
+                "uid": c.euid,
+                "cwd": self.cwd,
+                "binary": self.binary,
+                "arguments": self.arguments,
+                "flags": " ".join(self.flags),
+                "start_time": rfc3339(self.start_time_ns),
+                "auid": self.auid,
+            }
+            if self.docker:
+                d["docker"] = self.docker
+            d["parent_exec_id"] = self.parent_exec_id
+            d["cap"] = {
+                "permitted": cap_names(self.cap_permitted),
+                "effective": cap_names(self.cap_effective),
+                "inheritable": cap_names(self.cap_inheritable),
+            }
+            d["ns"] = {k: {"inum": v, "is_host": self.ns_is_host.get(k, False)} for k, v in self.ns.items()}
+            d["tid"] = self.tid
+            d["process_credentials"] = {
+                "uid": c.uid, "gid": c.gid, "euid": c.euid, "egid": c.egid,
+                "suid": c.suid, "sgid": c.sgid, "fsuid": c.fsuid, "fsgid": c.fsgid,
+            }
+            if self.binary_properties:
+                d["binary_properties"] = self.binary_properties
+            d["cgroup_id"] = self.cgroup_id
+            d["cgroup_path"] = self.cgroup_path
+            self._dict = d
+        return self._dict
+
+    def json(self) -> str:
+        if self._json is None:
+            self._json = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        return self._json
+
+
+def quote_arg(a: str) -> str:
+    """Render one argv element so that a space-joined list stays unambiguous:
+    empty args and args with whitespace, quotes or backslashes are wrapped
+    in double quotes with \\ and " escaped."""
+    if a and not any(ch in a for ch in ' \t\n\r\v\f"\\'):
+        return a
+    return '"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def split_args(raw: bytes) -> list[str]:
+    """argv bytes as the kernel lays them out (NUL-terminated strings)."""
+    if raw.endswith(b"\0"):
+        raw = raw[:-1]
+    if not raw:
+        return []
+    return [a.decode("utf-8", "backslashreplace") for a in raw.split(b"\0")]
