@@ -31,6 +31,7 @@ venv: $(VENV)/.stamp
 
 bpf:
 	$(MAKE) -C bpf
+	$(MAKE) -C tests/progs
 
 # Regenerate the Python mirror of bpf/include/kerneye/abi.h from BTF.
 abi: bpf

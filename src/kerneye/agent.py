@@ -72,7 +72,10 @@ class Agent:
         base_obj = exec_sensor.object_path(cfg.bpf_dir)
         if not os.path.exists(base_obj):
             raise ConfigError(f"BPF objects not found in {cfg.bpf_dir}: build them with `make -C bpf` or set --bpf-lib")
-        btfcheck.check(base_obj, require_all=False)  # LayoutMismatch refuses start
+        # Refuse to start on any layout mismatch: the anchor object carries
+        # every ABI type, each sensor object the ones it uses.
+        btfcheck.check(os.path.join(cfg.bpf_dir, "abi_anchor.bpf.o"))
+        btfcheck.check(base_obj, require_all=False)
         self.lock.acquire()
         try:
             system.ensure_mount(system.BPFFS, "bpf")
