@@ -253,3 +253,52 @@ def test_getevents_reads_piped_json(workdir: str) -> None:
                        capture_output=True, text=True)
     assert p.returncode == 0
     assert p.stdout == "🚀 process host /usr/bin/curl https://example.org\n"
+
+
+def test_ring_buffer_overflow_is_counted_and_reported(workdir: str) -> None:
+    # one page of ring and a wake-up threshold far above it: a burst must
+    # overflow, and the loss must show in status and in the log
+    agent = AgentProc(workdir, "--rb-size", "4096").start()
+    try:
+        subprocess.run([os.path.join(PROGS, "forkexec"), "300", "4", os.path.join(PROGS, "exit_code"), "0", "flood"],
+                       check=True, capture_output=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            lost = agent.status()["events"]["lost"]["ringbuf"]
+            if lost and "lost " in agent.stderr():
+                break
+            time.sleep(0.2)
+        assert lost > 0
+        assert "raise --rb-size" in agent.stderr()
+    finally:
+        agent.stop()
+
+
+def test_container_id_from_cgroup_path(workdir: str) -> None:
+    root = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
+    if not os.path.exists(os.path.join(root, "cgroup.procs")):
+        pytest.skip("no writable cgroup-v2 hierarchy")
+    cid = uuid.uuid4().hex + uuid.uuid4().hex
+    parent = os.path.join(root, f"kerneye-test-{cid[:8]}")
+    cg = os.path.join(parent, f"docker-{cid}.scope")
+    os.makedirs(cg)
+    exe = os.path.join(PROGS, "exit_code")
+    agent = AgentProc(workdir).start()
+    try:
+        # the shell moves itself into the container's cgroup, then execs
+        subprocess.run(["bash", "-c", f'echo $$ > {cg}/cgroup.procs && exec {exe} 0 ctr-{cid[:8]}'], check=True)
+        ev = agent.wait_for(is_exec(exe, f"0 ctr-{cid[:8]}"))
+        assert ev
+        p = ev[0]["process_exec"]["process"]
+        assert p["docker"] == cid[:31]
+        assert p["cgroup_path"].endswith(f"/kerneye-test-{cid[:8]}/docker-{cid}.scope")
+        assert p["cgroup_id"] == os.stat(cg).st_ino
+        # filtered by container through the API
+        out = subprocess.run(kerneye_cmd("getevents", "-o", "compact", "--container", cid[:12]), env=env(),
+                             input=open(agent.export).read(), capture_output=True, text=True)
+        assert f"🚀 process {cid[:12]} {exe} 0 ctr-{cid[:8]}" in out.stdout.splitlines()
+        assert all(cid[:12] in ln for ln in out.stdout.splitlines())
+    finally:
+        agent.stop()
+        os.rmdir(cg)
+        os.rmdir(parent)
