@@ -36,6 +36,39 @@ struct {
 	__type(value, __u64);
 } kerneye_stats SEC(".maps");
 
+/* matchBinaries: binary path -> bitmask of binary-filter slots it matches.
+ * Exact paths in a hash; prefixes and (reversed) postfixes in LPM tries
+ * whose masks user space pre-merges with those of shorter entries. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct gen_str_key);
+	__type(value, __u64);
+} kerneye_bin_names SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct gen_str_key);
+	__type(value, __u64);
+} kerneye_bin_prefix SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct gen_str_key);
+	__type(value, __u64);
+} kerneye_bin_postfix SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gen_config);
+} kerneye_config_map SEC(".maps");
+
 /* Wake the consumer only once this much is queued; it also drains on a short
  * timer. Waking per record costs the traced task dearly (kernel-facts.md). */
 const volatile __u32 cfg_wakeup_bytes = 256 << 10;

@@ -13,6 +13,7 @@
  */
 #include "common.bpf.h"
 #include "core_fixes.bpf.h"
+#include "binmatch.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -200,8 +201,8 @@ int BPF_PROG(kerneye_execve, struct task_struct *task, pid_t old_pid, struct lin
 	nv.key = m->key;
 	nv.parent = m->parent;
 	nv.flags = EXEC_FLAG_EXECVE;
-	if (bpf_map_update_elem(&kerneye_execve_map, &tgid, &nv, BPF_ANY))
-		stat_inc(STAT_EXECVE_MAP_FULL);
+	if (curr)
+		nv.bin_match = curr->bin_match; /* kept only for follow slots, below */
 
 	m->auid = task_auid(task);
 	cred = BPF_CORE_READ(task, cred);
@@ -232,6 +233,34 @@ int BPF_PROG(kerneye_execve, struct task_struct *task, pid_t old_pid, struct lin
 	    !(m->flags & EXEC_FLAG_PRIV_SETUID) &&
 	    BPF_CORE_READ(cred, cap_ambient.val) == 0)
 		m->flags |= EXEC_FLAG_PRIV_FILECAP;
+
+	nv.exec_caps_effective = m->cred.cap_effective;
+	nv.exec_ns_mnt = m->ns.mnt;
+	nv.exec_ns_net = m->ns.net;
+	nv.exec_ns_pid = m->ns.pid;
+	nv.exec_ns_user = m->ns.user;
+	{
+		__u32 zero = 0;
+		struct gen_config *cfg = bpf_map_lookup_elem(&kerneye_config_map, &zero);
+
+		if (cfg && cfg->bin_slots_used) {
+			/* the path as executed (interpreter for scripts), and the
+			 * file's real path (symlinks and relative paths resolved) */
+			__u64 mask = bin_slots(BPF_CORE_READ(bprm, interp));
+
+			if (path_render(BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt))) {
+				struct path_scratch *ps = path_scratch();
+
+				if (ps)
+					mask |= bin_slots(ps->buf);
+			}
+			nv.bin_match = mask | (nv.bin_match & cfg->bin_follow_mask);
+		} else {
+			nv.bin_match = 0;
+		}
+	}
+	if (bpf_map_update_elem(&kerneye_execve_map, &tgid, &nv, BPF_ANY))
+		stat_inc(STAT_EXECVE_MAP_FULL);
 
 	/* filename as given to execve */
 	n = bpf_probe_read_kernel_str(h->data, MSG_FILENAME_MAX, BPF_CORE_READ(bprm, filename));
@@ -317,10 +346,18 @@ int BPF_PROG(kerneye_fork, struct task_struct *parent, struct task_struct *child
 	nv.key.ktime = now;
 	nv.flags = EXEC_FLAG_CLONE;
 	pv = bpf_map_lookup_elem(&kerneye_execve_map, &ptgid);
-	if (pv)
+	if (pv) {
 		nv.parent = pv->key;
-	else
+		/* same image as the parent: same binary matches, same exec state */
+		nv.bin_match = pv->bin_match;
+		nv.exec_caps_effective = pv->exec_caps_effective;
+		nv.exec_ns_mnt = pv->exec_ns_mnt;
+		nv.exec_ns_net = pv->exec_ns_net;
+		nv.exec_ns_pid = pv->exec_ns_pid;
+		nv.exec_ns_user = pv->exec_ns_user;
+	} else {
 		nv.parent.pid = ptgid;
+	}
 	if (bpf_map_update_elem(&kerneye_execve_map, &tgid, &nv, BPF_ANY))
 		stat_inc(STAT_EXECVE_MAP_FULL);
 

@@ -27,6 +27,7 @@ enum msg_op {
 	MSG_OP_EXECVE = 5,
 	MSG_OP_EXIT = 7,
 	MSG_OP_CLONE = 23,
+	MSG_OP_GENERIC = 13, /* a policy hook fired (syscall, tracepoint, uprobe) */
 	MSG_OP_MAX = 255,
 };
 
@@ -171,6 +172,233 @@ struct execve_map_value {
 	struct msg_execve_key parent;
 	__u32 flags;
 	__u32 pad;
+	/* matchBinaries: bit n set = the binary matched binary-filter slot n
+	 * (kerneye_bin_* maps), computed at exec, inherited through fork. */
+	__u64 bin_match;
+	/* state at exec, for matchCapabilityChanges / matchNamespaceChanges */
+	__u64 exec_caps_effective;
+	__u32 exec_ns_mnt;
+	__u32 exec_ns_net;
+	__u32 exec_ns_pid;
+	__u32 exec_ns_user;
+};
+
+/* ---------------------------------------------------------------------
+ * Generic (policy-driven) hooks. A policy is data: user space writes one
+ * struct gen_hook per hook and GEN_MAX_SELECTORS struct gen_selector per
+ * hook, and attaches one of the generic programs with the hook id as the
+ * BPF cookie. Nothing is recompiled when policies change.
+ * ------------------------------------------------------------------- */
+#define GEN_MAX_ARGS 5
+#define GEN_MAX_SELECTORS 5
+#define GEN_MAX_FILTERS 8
+#define GEN_MAX_VALUES 8
+#define GEN_STR_MAX 248       /* string compare window; prefix limit (LPM keys hold at most 256 bytes: id + 248 + spare) */
+#define GEN_POSTFIX_MAX 128
+#define GEN_ARG_MAX 4096      /* bytes kept per string/buffer argument */
+#define GEN_PATH_MAX 4096
+#define GEN_MAX_HOOKS 4096
+#define GEN_BIN_SLOTS 64
+
+enum gen_arg_type {
+	GT_NONE = 0,
+	GT_S64 = 1,      /* int64, long */
+	GT_U64 = 2,      /* uint64, size_t, ulong */
+	GT_S32 = 3,      /* int, sint32 */
+	GT_U32 = 4,      /* uint32 */
+	GT_S16 = 5,
+	GT_U16 = 6,
+	GT_S8 = 7,
+	GT_U8 = 8,
+	GT_STRING = 9,   /* NUL-terminated string (filename too) */
+	GT_CHAR_BUF = 10,/* buffer whose size is another argument */
+	GT_FD = 11,      /* file descriptor, resolved to its path */
+	GT_SOCKADDR = 12,/* struct sockaddr * (user) */
+	GT_SOCK = 13,    /* socket fd, resolved to its tuple */
+	GT_BPF_CMD = 14, /* int rendered as a BPF_* command name */
+	GT_CAP = 15,     /* int rendered as a capability */
+};
+
+/* Where a raw argument value comes from. */
+enum gen_arg_src {
+	GS_SYSCALL = 0, /* syscall argument index */
+	GS_TP_FIELD = 1,/* tracepoint record field at (offset, size) */
+	GS_REG = 2,     /* uprobe: function argument index */
+	GS_RET = 3,     /* the return value */
+	GS_TP_DATALOC = 4, /* tracepoint __data_loc string field */
+	GS_TP_ARRAY = 5,   /* tracepoint char[] field */
+};
+
+struct gen_arg_spec {
+	__u8 type;      /* enum gen_arg_type */
+	__u8 src;       /* enum gen_arg_src */
+	__u8 index;     /* syscall/function argument index */
+	__u8 size_arg;  /* char_buf: 1 + index of the size argument, 0 none */
+	__u16 offset;   /* tracepoint field offset */
+	__u16 fsize;    /* tracepoint field size */
+	__u32 max_data; /* bytes to keep for strings/buffers (<= GEN_ARG_MAX) */
+	__u32 user;     /* 1: pointer is a user address, 0: kernel address */
+};
+
+enum gen_hook_kind {
+	HK_SYSCALL = 0,
+	HK_TRACEPOINT = 1,
+	HK_UPROBE = 2,
+};
+
+enum gen_hook_flag {
+	HF_ENABLED = 1 << 0,
+	HF_RETURN = 1 << 1,   /* report the return value (stash at entry) */
+	HF_ENFORCE = 1 << 2,  /* perform enforcement actions (else monitor) */
+};
+
+struct gen_hook {
+	__u32 policy_id;
+	__u32 flags;    /* enum gen_hook_flag */
+	__u8 kind;      /* enum gen_hook_kind */
+	__u8 nargs;
+	__u8 nsel;
+	__u8 ret_type;  /* enum gen_arg_type of the return value */
+	__u32 pad;
+	struct gen_arg_spec args[GEN_MAX_ARGS];
+};
+
+enum gen_filter_kind {
+	FK_NONE = 0,
+	FK_ARG = 1,
+	FK_RET = 2,
+	FK_PID = 3,
+	FK_BIN = 4,
+	FK_NS = 5,
+	FK_CAP = 6,
+	FK_NS_CHANGE = 7,
+	FK_CAP_CHANGE = 8,
+};
+
+enum gen_op {
+	GOP_EQ = 1, GOP_NEQ, GOP_PREFIX, GOP_NOT_PREFIX, GOP_POSTFIX, GOP_NOT_POSTFIX,
+	GOP_MASK, GOP_GT, GOP_LT, GOP_RANGE, GOP_NOT_RANGE, GOP_IN_MAP, GOP_NOT_IN_MAP,
+	GOP_SPORT, GOP_NOT_SPORT, GOP_DPORT, GOP_NOT_DPORT,
+	GOP_SADDR, GOP_NOT_SADDR, GOP_DADDR, GOP_NOT_DADDR,
+	GOP_PROTOCOL, GOP_FAMILY, GOP_STATE,
+	GOP_IN, GOP_NOT_IN,
+};
+
+enum gen_filter_flag {
+	FF_FOLLOW = 1 << 0,  /* matchPIDs followForks */
+	FF_NSPID = 1 << 1,   /* matchPIDs isNamespacePID */
+};
+
+/* One condition. vals are inline operands: values for (Not)Equal on ints,
+ * (min, max) pairs for ranges and ports, a mask, a namespace inode, a
+ * capability mask, a binary slot; strings, addresses and InMap values live
+ * in the kerneye_str_* / kerneye_addr / kerneye_int_set maps keyed by id. */
+struct gen_filter {
+	__u8 kind;    /* enum gen_filter_kind */
+	__u8 op;      /* enum gen_op */
+	__u8 arg;     /* FK_ARG: argument slot; FK_NS: namespace; FK_CAP: set */
+	__u8 nvals;
+	__u32 id;     /* global filter id */
+	__u32 flags;  /* enum gen_filter_flag */
+	__u32 pad;
+	__u64 vals[GEN_MAX_VALUES];
+};
+
+enum gen_action_flag {
+	AF_POST = 1 << 0,
+	AF_NOPOST = 1 << 1,
+	AF_SIGNAL = 1 << 2, /* Sigkill is Signal with SIGKILL */
+};
+
+struct gen_selector {
+	__u32 nfilters;
+	__u32 actions;    /* enum gen_action_flag */
+	__u32 signal;
+	__u32 rate_limit_ms;
+	__u32 rate_scope; /* 0 thread, 1 process, 2 global */
+	__u32 has_ret;    /* has FK_RET filters: decided at return */
+	struct gen_filter f[GEN_MAX_FILTERS];
+};
+
+/* String map key: exact match (hash) and prefix/postfix (LPM, where
+ * prefixlen counts the 32 bits of id, then 8 per byte). */
+struct gen_str_key {
+	__u32 prefixlen;
+	__u32 id;
+	char s[GEN_STR_MAX];
+};
+
+/* Address map key (LPM): IPv4 is stored IPv4-mapped (::ffff:a.b.c.d). */
+struct gen_addr_key {
+	__u32 prefixlen;
+	__u32 id;
+	__u8 addr[16];
+};
+
+struct gen_int_key {
+	__u32 id;
+	__u32 pad;
+	__u64 val;
+};
+
+/* Rendered argument encodings in the msg_generic tail. */
+struct gen_sockaddr {
+	__u16 family;
+	__u16 port;   /* host order */
+	__u32 pad;
+	__u8 addr[16];
+};
+
+struct gen_sock {
+	__u16 family;
+	__u16 type;
+	__u16 protocol;
+	__u16 state;
+	__u16 sport;
+	__u16 dport;
+	__u32 pad;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u64 cookie;
+};
+
+enum gen_msg_flag {
+	GF_RETURN = 1 << 0,     /* ret is valid */
+	GF_MONITOR = 1 << 1,    /* an enforcement action was elided (monitor mode) */
+	GF_SIGNALED = 1 << 2,   /* a signal was sent */
+};
+
+/* MSG_OP_GENERIC. Tail: arguments, arg i at arg_off[i], arg_len[i] bytes:
+ * ints 8 bytes; strings/buffers raw bytes; fd = 8-byte fd then its path;
+ * sockaddr = struct gen_sockaddr; sock = struct gen_sock. */
+struct msg_generic {
+	struct msg_common common;
+	struct msg_execve_key key;
+	__u32 hook_id;
+	__u32 tid;
+	__u32 sel;       /* index of the matching selector */
+	__u32 flags;     /* enum gen_msg_flag */
+	__s64 ret;
+	__u32 signal;
+	__u32 arg_trunc; /* bit i: argument i was truncated */
+	__u16 arg_off[GEN_MAX_ARGS];
+	__u16 arg_len[GEN_MAX_ARGS];
+	__u32 pad;
+};
+
+/* Global switches written by user space (kerneye_config_map[0]). */
+struct gen_config {
+	__u64 bin_follow_mask; /* binary slots with followChildren */
+	__u64 bin_slots_used;  /* 0: skip binary matching at exec entirely */
+};
+
+/* Per-hook counters (per-CPU array indexed by hook id). */
+struct gen_hook_stats {
+	__u64 posted;
+	__u64 enforced;
+	__u64 monitored;
+	__u64 rate_limited;
+	__u64 lost;
 };
 
 /* Index of the per-CPU counters in kerneye_stats. */
@@ -179,6 +407,8 @@ enum stat_idx {
 	STAT_RB_LOST_EXIT = 1,
 	STAT_RB_LOST_CLONE = 2,
 	STAT_EXECVE_MAP_FULL = 3,
+	STAT_RB_LOST_GENERIC = 4,
+	STAT_GEN_STASH_FULL = 5,
 	STAT_MAX = 8,
 };
 

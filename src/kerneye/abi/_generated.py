@@ -15,6 +15,16 @@ MSG_CGROUP_MAX = 1024
 MSG_DNAME_MAX = 256
 MSG_PATH_DEPTH = 48
 MSG_CGROUP_DEPTH = 16
+GEN_MAX_ARGS = 5
+GEN_MAX_SELECTORS = 5
+GEN_MAX_FILTERS = 8
+GEN_MAX_VALUES = 8
+GEN_STR_MAX = 248
+GEN_POSTFIX_MAX = 128
+GEN_ARG_MAX = 4096
+GEN_PATH_MAX = 4096
+GEN_MAX_HOOKS = 4096
+GEN_BIN_SLOTS = 64
 
 
 class MsgOp(enum.IntEnum):
@@ -22,6 +32,7 @@ class MsgOp(enum.IntEnum):
     EXECVE = 5
     EXIT = 7
     CLONE = 23
+    GENERIC = 13
     MAX = 255
 
 
@@ -56,10 +67,137 @@ class StatIdx(enum.IntEnum):
     RB_LOST_EXIT = 1
     RB_LOST_CLONE = 2
     EXECVE_MAP_FULL = 3
+    RB_LOST_GENERIC = 4
+    GEN_STASH_FULL = 5
     MAX = 8
 
 
 StatIdx.C_NAME = "stat_idx"  # type: ignore[attr-defined]
+
+
+class GenArgType(enum.IntEnum):
+    NONE = 0
+    S64 = 1
+    U64 = 2
+    S32 = 3
+    U32 = 4
+    S16 = 5
+    U16 = 6
+    S8 = 7
+    U8 = 8
+    STRING = 9
+    CHAR_BUF = 10
+    FD = 11
+    SOCKADDR = 12
+    SOCK = 13
+    BPF_CMD = 14
+    CAP = 15
+
+
+GenArgType.C_NAME = "gen_arg_type"  # type: ignore[attr-defined]
+
+
+class GenArgSrc(enum.IntEnum):
+    SYSCALL = 0
+    TP_FIELD = 1
+    REG = 2
+    RET = 3
+    TP_DATALOC = 4
+    TP_ARRAY = 5
+
+
+GenArgSrc.C_NAME = "gen_arg_src"  # type: ignore[attr-defined]
+
+
+class GenHookKind(enum.IntEnum):
+    SYSCALL = 0
+    TRACEPOINT = 1
+    UPROBE = 2
+
+
+GenHookKind.C_NAME = "gen_hook_kind"  # type: ignore[attr-defined]
+
+
+class GenHookFlag(enum.IntEnum):
+    ENABLED = 1
+    RETURN = 2
+    ENFORCE = 4
+
+
+GenHookFlag.C_NAME = "gen_hook_flag"  # type: ignore[attr-defined]
+
+
+class GenFilterKind(enum.IntEnum):
+    NONE = 0
+    ARG = 1
+    RET = 2
+    PID = 3
+    BIN = 4
+    NS = 5
+    CAP = 6
+    NS_CHANGE = 7
+    CAP_CHANGE = 8
+
+
+GenFilterKind.C_NAME = "gen_filter_kind"  # type: ignore[attr-defined]
+
+
+class GenOp(enum.IntEnum):
+    EQ = 1
+    NEQ = 2
+    PREFIX = 3
+    NOT_PREFIX = 4
+    POSTFIX = 5
+    NOT_POSTFIX = 6
+    MASK = 7
+    GT = 8
+    LT = 9
+    RANGE = 10
+    NOT_RANGE = 11
+    IN_MAP = 12
+    NOT_IN_MAP = 13
+    SPORT = 14
+    NOT_SPORT = 15
+    DPORT = 16
+    NOT_DPORT = 17
+    SADDR = 18
+    NOT_SADDR = 19
+    DADDR = 20
+    NOT_DADDR = 21
+    PROTOCOL = 22
+    FAMILY = 23
+    STATE = 24
+    IN = 25
+    NOT_IN = 26
+
+
+GenOp.C_NAME = "gen_op"  # type: ignore[attr-defined]
+
+
+class GenFilterFlag(enum.IntEnum):
+    FOLLOW = 1
+    NSPID = 2
+
+
+GenFilterFlag.C_NAME = "gen_filter_flag"  # type: ignore[attr-defined]
+
+
+class GenActionFlag(enum.IntEnum):
+    POST = 1
+    NOPOST = 2
+    SIGNAL = 4
+
+
+GenActionFlag.C_NAME = "gen_action_flag"  # type: ignore[attr-defined]
+
+
+class GenMsgFlag(enum.IntEnum):
+    RETURN = 1
+    MONITOR = 2
+    SIGNALED = 4
+
+
+GenMsgFlag.C_NAME = "gen_msg_flag"  # type: ignore[attr-defined]
 
 
 class MsgCommon(ctypes.Structure):
@@ -176,6 +314,157 @@ class ExecveMapValue(ctypes.Structure):
         ("parent", MsgExecveKey),
         ("flags", ctypes.c_uint32),
         ("pad", ctypes.c_uint32),
+        ("bin_match", ctypes.c_uint64),
+        ("exec_caps_effective", ctypes.c_uint64),
+        ("exec_ns_mnt", ctypes.c_uint32),
+        ("exec_ns_net", ctypes.c_uint32),
+        ("exec_ns_pid", ctypes.c_uint32),
+        ("exec_ns_user", ctypes.c_uint32),
+    ]
+
+
+class GenArgSpec(ctypes.Structure):
+    C_NAME = "gen_arg_spec"
+    _fields_ = [
+        ("type", ctypes.c_uint8),
+        ("src", ctypes.c_uint8),
+        ("index", ctypes.c_uint8),
+        ("size_arg", ctypes.c_uint8),
+        ("offset", ctypes.c_uint16),
+        ("fsize", ctypes.c_uint16),
+        ("max_data", ctypes.c_uint32),
+        ("user", ctypes.c_uint32),
+    ]
+
+
+class GenHook(ctypes.Structure):
+    C_NAME = "gen_hook"
+    _fields_ = [
+        ("policy_id", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("kind", ctypes.c_uint8),
+        ("nargs", ctypes.c_uint8),
+        ("nsel", ctypes.c_uint8),
+        ("ret_type", ctypes.c_uint8),
+        ("pad", ctypes.c_uint32),
+        ("args", (GenArgSpec * 5)),
+    ]
+
+
+class GenFilter(ctypes.Structure):
+    C_NAME = "gen_filter"
+    _fields_ = [
+        ("kind", ctypes.c_uint8),
+        ("op", ctypes.c_uint8),
+        ("arg", ctypes.c_uint8),
+        ("nvals", ctypes.c_uint8),
+        ("id", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+        ("vals", (ctypes.c_uint64 * 8)),
+    ]
+
+
+class GenSelector(ctypes.Structure):
+    C_NAME = "gen_selector"
+    _fields_ = [
+        ("nfilters", ctypes.c_uint32),
+        ("actions", ctypes.c_uint32),
+        ("signal", ctypes.c_uint32),
+        ("rate_limit_ms", ctypes.c_uint32),
+        ("rate_scope", ctypes.c_uint32),
+        ("has_ret", ctypes.c_uint32),
+        ("f", (GenFilter * 8)),
+    ]
+
+
+class GenStrKey(ctypes.Structure):
+    C_NAME = "gen_str_key"
+    _fields_ = [
+        ("prefixlen", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("s", (ctypes.c_uint8 * 248)),
+    ]
+
+
+class GenAddrKey(ctypes.Structure):
+    C_NAME = "gen_addr_key"
+    _fields_ = [
+        ("prefixlen", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("addr", (ctypes.c_uint8 * 16)),
+    ]
+
+
+class GenIntKey(ctypes.Structure):
+    C_NAME = "gen_int_key"
+    _fields_ = [
+        ("id", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+        ("val", ctypes.c_uint64),
+    ]
+
+
+class GenSockaddr(ctypes.Structure):
+    C_NAME = "gen_sockaddr"
+    _fields_ = [
+        ("family", ctypes.c_uint16),
+        ("port", ctypes.c_uint16),
+        ("pad", ctypes.c_uint32),
+        ("addr", (ctypes.c_uint8 * 16)),
+    ]
+
+
+class GenSock(ctypes.Structure):
+    C_NAME = "gen_sock"
+    _fields_ = [
+        ("family", ctypes.c_uint16),
+        ("type", ctypes.c_uint16),
+        ("protocol", ctypes.c_uint16),
+        ("state", ctypes.c_uint16),
+        ("sport", ctypes.c_uint16),
+        ("dport", ctypes.c_uint16),
+        ("pad", ctypes.c_uint32),
+        ("saddr", (ctypes.c_uint8 * 16)),
+        ("daddr", (ctypes.c_uint8 * 16)),
+        ("cookie", ctypes.c_uint64),
+    ]
+
+
+class MsgGeneric(ctypes.Structure):
+    C_NAME = "msg_generic"
+    _fields_ = [
+        ("common", MsgCommon),
+        ("key", MsgExecveKey),
+        ("hook_id", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("sel", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("ret", ctypes.c_int64),
+        ("signal", ctypes.c_uint32),
+        ("arg_trunc", ctypes.c_uint32),
+        ("arg_off", (ctypes.c_uint16 * 5)),
+        ("arg_len", (ctypes.c_uint16 * 5)),
+        ("pad", ctypes.c_uint32),
+    ]
+
+
+class GenConfig(ctypes.Structure):
+    C_NAME = "gen_config"
+    _fields_ = [
+        ("bin_follow_mask", ctypes.c_uint64),
+        ("bin_slots_used", ctypes.c_uint64),
+    ]
+
+
+class GenHookStats(ctypes.Structure):
+    C_NAME = "gen_hook_stats"
+    _fields_ = [
+        ("posted", ctypes.c_uint64),
+        ("enforced", ctypes.c_uint64),
+        ("monitored", ctypes.c_uint64),
+        ("rate_limited", ctypes.c_uint64),
+        ("lost", ctypes.c_uint64),
     ]
 
 
@@ -188,9 +477,28 @@ __all__ = [
     "MSG_DNAME_MAX",
     "MSG_PATH_DEPTH",
     "MSG_CGROUP_DEPTH",
+    "GEN_MAX_ARGS",
+    "GEN_MAX_SELECTORS",
+    "GEN_MAX_FILTERS",
+    "GEN_MAX_VALUES",
+    "GEN_STR_MAX",
+    "GEN_POSTFIX_MAX",
+    "GEN_ARG_MAX",
+    "GEN_PATH_MAX",
+    "GEN_MAX_HOOKS",
+    "GEN_BIN_SLOTS",
     "MsgOp",
     "ExecFlag",
     "StatIdx",
+    "GenArgType",
+    "GenArgSrc",
+    "GenHookKind",
+    "GenHookFlag",
+    "GenFilterKind",
+    "GenOp",
+    "GenFilterFlag",
+    "GenActionFlag",
+    "GenMsgFlag",
     "MsgCommon",
     "MsgExecveKey",
     "MsgCred",
@@ -199,4 +507,16 @@ __all__ = [
     "MsgExit",
     "MsgClone",
     "ExecveMapValue",
+    "GenArgSpec",
+    "GenHook",
+    "GenFilter",
+    "GenSelector",
+    "GenStrKey",
+    "GenAddrKey",
+    "GenIntKey",
+    "GenSockaddr",
+    "GenSock",
+    "MsgGeneric",
+    "GenConfig",
+    "GenHookStats",
 ]

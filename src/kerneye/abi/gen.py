@@ -26,8 +26,11 @@ _INT = {(1, False): "c_uint8", (2, False): "c_uint16", (4, False): "c_uint32", (
         (1, True): "c_int8", (2, True): "c_int16", (4, True): "c_int32", (8, True): "c_int64"}
 
 STRUCTS = ["msg_common", "msg_execve_key", "msg_cred", "msg_ns", "msg_exec", "msg_exit", "msg_clone",
-           "execve_map_value"]
-ENUMS = ["msg_op", "exec_flag", "stat_idx"]
+           "execve_map_value", "gen_arg_spec", "gen_hook", "gen_filter", "gen_selector", "gen_str_key",
+           "gen_addr_key", "gen_int_key", "gen_sockaddr", "gen_sock", "msg_generic", "gen_config",
+           "gen_hook_stats"]
+ENUMS = ["msg_op", "exec_flag", "stat_idx", "gen_arg_type", "gen_arg_src", "gen_hook_kind", "gen_hook_flag",
+         "gen_filter_kind", "gen_op", "gen_filter_flag", "gen_action_flag", "gen_msg_flag"]
 
 
 def camel(name: str) -> str:
@@ -62,7 +65,7 @@ def _prefix(names: list[str]) -> str:
 def generate(obj_path: str, header_path: str) -> str:
     btf = B.Btf.from_object(obj_path)
     out = [HEADER]
-    defines = re.findall(r"^#define\s+([A-Z][A-Z0-9_]+)\s+(\d+)\s*$", open(header_path).read(), re.M)
+    defines = re.findall(r"^#define\s+([A-Z][A-Z0-9_]+)\s+(\d+)\s*(?:/\*.*)?$", open(header_path).read(), re.M)
     for name, val in defines:
         out.append(f"{name} = {val}\n")
     out.append("\n")
