@@ -11,7 +11,10 @@ else on the host are dropped. OUT.bin is a sequence of
     u32 little-endian length | record bytes
 which tests/unit/golden.py reads back as golden input for the decoders.
 
-The object is closed before the tool exits, so no program stays attached.
+The process map is not seeded from /proc, so the kernel reports this tool
+as an unknown parent (EXEC_FLAG_PARENT_MISS) of COMMAND's fork and exec.
+The object is closed before the tool exits, so no program stays attached
+(the kernel frees the programs a moment later, after an RCU grace period).
 The command's exit status is the tool's exit status.
 """
 from __future__ import annotations
@@ -57,10 +60,10 @@ class Selector:
         self.seen += 1
         if len(raw) < _HDR_SIZE:
             return
-        mirror = _MIRROR.get(raw[0])  # type: ignore[call-overload]
+        op = raw[0]
+        mirror = _MIRROR.get(op)  # type: ignore[call-overload]
         if mirror is None or len(raw) < ctypes.sizeof(mirror):
             return  # an opcode this tool does not know: not ours
-        op = raw[0]
         m = mirror.from_buffer_copy(raw)
         if op == MsgOp.CLONE and m.parent.pid in self.pids:
             self.pids.add(m.key.pid)
@@ -83,8 +86,8 @@ def capture(cmd: list[str], rb_size: int, settle_s: float = 0.2) -> tuple[list[b
         max_entries={"kerneye_events_rb": rb_size,
                      "kerneye_exec_heap": libbpf.lib().libbpf_num_possible_cpus(),
                      "kerneye_execve_map": 65536},
-        # wake the reader on every record: we poll anyway, but a wake-up
-        # keeps the ring from filling while a noisy host runs beside us
+        # 0: every record wakes wait(), so a busy host cannot fill the
+        # ring while we sleep between polls
         rodata={"cfg_wakeup_bytes": 0},
     )
     obj = LoadedObject(spec)
@@ -136,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     except KerneyeError as e:
         print(f"capture: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # the command could not be started
+        print(f"capture: cannot run {cmd[0]}: {e.strerror}", file=sys.stderr)
+        return 127
     write_records(opts.out, records)
     ops = [MsgOp(r[0]).name for r in records]
     print(f"capture: kept {len(records)} of {seen} records ({' '.join(ops)}) -> {opts.out}", file=sys.stderr)
