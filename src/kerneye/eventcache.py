@@ -3,8 +3,7 @@
 Events can arrive out of order: a child's exec before the /proc record of its
 parent, an exit before the exec it belongs to (ring-buffer records from
 different CPUs, or the start-up scan racing live events). A handler that
-cannot resolve its process returns a `Retry`; the observer parks it here and
-calls it again on every tick until it resolves or `max_tries` is reached,
+cannot resolve its process parks a callable here; the observer calls it again on every tick until it resolves or `max_tries` is reached,
 when the handler is asked to emit with what it has (`final=True`).
 Nothing is dropped silently: every give-up is counted.
 """
@@ -48,9 +47,10 @@ class EventCache:
             tries += 1
             final = tries >= self.max_tries
             if fn(final):
-                self.stats.resolved += 0 if final else 1
                 if final:
                     self.stats.gave_up += 1
+                else:
+                    self.stats.resolved += 1
             else:
                 self._q.append((fn, tries))
 
@@ -63,3 +63,10 @@ class EventCache:
 
     def __len__(self) -> int:
         return len(self._q)
+
+    def __bool__(self) -> bool:  # an empty cache is still a cache
+        return True
+
+    def snapshot_stats(self) -> EventCacheStats:
+        self.stats.size = len(self._q)
+        return self.stats

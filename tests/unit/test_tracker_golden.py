@@ -360,9 +360,8 @@ def test_unknown_exit_after_max_tries_is_reported() -> None:
     assert rig.tracker.missing_process == 1
 
 
-# --- known defects in process/tracker.py: strict xfail, remove when fixed -------
+# --- regression tests for fixed tracker defects ---------------------------------
 
-@pytest.mark.xfail(strict=True, reason="tracker._parent_of never late-binds a PARENT_MISS exec by pid on retry")
 def test_parent_miss_exec_binds_parent_that_arrives_later() -> None:
     clone_raw, exec_raw, _ = golden.load("exec_exit.bin")
     rig = Rig()
@@ -373,8 +372,6 @@ def test_parent_miss_exec_binds_parent_that_arrives_later() -> None:
     assert rig.events[0].parent is seed
 
 
-@pytest.mark.xfail(strict=True, reason="a fork resolved from the event cache after its own exec "
-                                       "replaces the exec'd image in the pid index and is never released")
 def test_fork_resolved_after_its_exec_does_not_shadow_it() -> None:
     clone_raw, exec_raw, exit_raw = golden.load("exec_exit.bin")
     pid = MsgExec.from_buffer_copy(exec_raw).key.pid

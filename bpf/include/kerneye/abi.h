@@ -115,7 +115,8 @@ struct msg_ns {
  * MSG_OP_EXECVE: a successful execve, or a process found in /proc at start.
  * The tail holds, in order and without padding:
  *   filename  size_filename bytes, the path given to execve (not NUL-ended)
- *   args      size_args bytes, argv[1..] each NUL-terminated
+ *   args      size_args bytes, argv[0..] each NUL-terminated (as laid out
+ *             in the new mm; user space drops argv[0])
  *   cwd       size_cwd bytes, path components leaf first, each NUL-terminated
  *             (an absolute path for PROCFS messages, one component)
  *   cgroup    size_cgroup bytes, cgroup-v2 path components leaf first
@@ -130,7 +131,7 @@ struct msg_exec {
 	__u32 nspid;       /* pid in the task's own pid namespace */
 	__u32 auid;
 	__u32 flags;       /* enum exec_flag */
-	__u32 args_total;  /* full length of argv[1..] before truncation */
+	__u32 args_total;  /* full length of argv[0..] before truncation */
 	__u64 cgroup_id;
 	struct msg_cred cred;
 	struct msg_ns ns;

@@ -55,6 +55,14 @@ class ProcessCache:
         if len(self._by_id) > self.max_size:
             self._evict()
 
+    def adopt(self, child: Process, parent: Process) -> None:
+        """Link a child whose parent was unknown when it was added."""
+        if child.parent_exec_id:
+            return
+        child.parent_exec_id = parent.exec_id
+        child._dict = child._json = None
+        self._ref(parent, +1)
+
     def get(self, exec_id: str) -> Process | None:
         p = self._by_id.get(exec_id)
         if p is None:

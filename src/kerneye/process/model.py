@@ -54,10 +54,10 @@ class Process:
     cgroup_path: str
     docker: str
     binary_properties: dict[str, Any] | None = None
+    ppid: int = 0  # real parent's tgid, to late-bind a parent the kernel did not know
     # --- cache bookkeeping (not part of the identity) ---
     refcnt: int = 0
     exited: bool = False
-    released_at: float = 0.0
     _dict: dict[str, Any] | None = field(default=None, repr=False)
     _json: str | None = field(default=None, repr=False)
 

@@ -114,11 +114,11 @@ class ProcessTracker:
     def _parent_of(self, proc: Process) -> Process | None:
         if not proc.parent_exec_id:
             # the kernel did not know the parent (PARENT_MISS): late-bind by pid
-            return None
-        p = self.cache.get(proc.parent_exec_id)
-        if p is None and proc.pid <= 2:
-            return None
-        return p
+            pp = self.cache.get_by_pid(proc.ppid) if proc.ppid else None
+            if pp is not None and pp.exec_id != proc.exec_id:
+                self.cache.adopt(proc, pp)
+            return pp
+        return self.cache.get(proc.parent_exec_id)
 
     def _build_exec(self, raw: bytes) -> Process:
         m, filename, args_raw, cwd, cgroup, dname = parse_exec(raw)
@@ -176,6 +176,7 @@ class ProcessTracker:
             cgroup_path=cgroup,
             docker=cid[:DOCKER_ID_LEN],
             binary_properties=bp or None,
+            ppid=m.ppid,
         )
 
     # --- clone ----------------------------------------------------------
@@ -195,6 +196,9 @@ class ProcessTracker:
                 return False
             self.missing_parent += 1
             return True  # a fork of an unknown process: its exec will still be reported
+        cur = self.cache.get_by_pid(m.key.pid)
+        if cur is not None and cur.ktime >= m.key.ktime:
+            return True  # resolved late: the child has exec'd since; that image wins
         child = Process(
             exec_id=exec_id(self.node, m.key.ktime, m.key.pid),
             parent_exec_id=parent.exec_id,
@@ -217,6 +221,7 @@ class ProcessTracker:
             cgroup_id=parent.cgroup_id,
             cgroup_path=parent.cgroup_path,
             docker=parent.docker,
+            ppid=parent.pid,
         )
         self.cache.add(child)
         return True
