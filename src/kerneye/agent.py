@@ -33,6 +33,7 @@ from .process.identity import Clock
 from .process.tracker import ProcessTracker
 from .sensors import exec as exec_sensor
 from .sensors.base import Sensor, SensorManager
+from .sensors.generic import PolicyManager
 
 log = logging.getLogger("kerneye.agent")
 
@@ -56,6 +57,9 @@ class Agent:
         self.queue: queue.Queue[list[bytes]] = queue.Queue(maxsize=cfg.queue_batches)
         self.lock = system.AgentLock(cfg.run_dir)
         self.api: Any = None
+        self.policies: PolicyManager | None = None
+        self.policy_errors: dict[str, str] = {}
+        self.features: dict[str, str | None] = {}
         self.ready = False
         self.started_at = time.time()
         self._stop = threading.Event()
@@ -91,6 +95,7 @@ class Agent:
             self.base = exec_sensor.make(cfg.bpf_dir, self.tracker, cfg.rb_size, cfg.rb_wakeup_bytes)
             self.sensors.load(self.base)
             self.rb = RingBuffer(self.sensors.shared_fds["kerneye_events_rb"], cfg.rb_size)
+            self._load_generic()
             # Attached first, then scanned: a process is either in /proc at
             # scan time or seen by the programs (or both; the map decides).
             if cfg.procfs_scan:
@@ -107,9 +112,75 @@ class Agent:
         except BaseException:
             self.shutdown()
             raise
+        self._load_static_policies()
         self.ready = True
         log.info("kerneye %s ready on %s: %d processes known, programs: %s", __version__, cfg.node_name,
                  len(self.cache), ", ".join(self.base.programs()))
+
+    def _load_generic(self) -> None:
+        from .bpf import features
+        from .policy.compile import Compiler
+
+        for b in features.BACKENDS:
+            self.features[b] = features.probe(self.cfg.bpf_dir, b)
+            if self.features[b]:
+                log.info("%s", self.features[b])
+        self.policies = PolicyManager(self.cfg.bpf_dir, self.sensors.shared_fds,
+                                      Compiler(self.tracker.host_ns, self.features), self.cfg.node_name, self.clock,
+                                      self.cache, self.eventcache, self.emit, self.cfg.enable_ancestors)
+        self.sensors.load(self.policies.sensor())
+
+    def _load_static_policies(self) -> None:
+        """--tracing-policy / --tracing-policy-dir: a broken policy is logged
+        (one line, with file:line) and listed with state error; the agent and
+        the other policies run on."""
+        files = list(self.cfg.tracing_policies)
+        if self.cfg.tracing_policy_dir:
+            d = self.cfg.tracing_policy_dir
+            if not os.path.isdir(d):
+                raise ConfigError(f"--tracing-policy-dir {d} is not a directory")
+            files += sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith((".yaml", ".yml")))
+        if files:
+            from .policy import loader
+        for path in files:
+            try:
+                tp = loader.load_file(path)
+                assert self.policies is not None
+                self.policies.add(tp, self.cfg.policy_mode or None)
+            except KerneyeError as e:
+                log.error("policy %s not loaded: %s", path, e)
+                self.policy_errors[path] = str(e)
+
+    def policy_command(self, req: dict[str, Any]) -> dict[str, Any]:
+        """tracingpolicy add|list|delete|enable|disable|set-mode from the API."""
+        from .policy import loader
+
+        pm = self.policies
+        if pm is None:
+            raise KerneyeError("the policy engine is not loaded")
+        cmd = req.get("cmd")
+        if cmd == "tp_add":
+            tp = loader.load_str(req.get("yaml", ""), source=req.get("source") or "<api>")
+            st = pm.add(tp, req.get("mode") or None)
+            return {"ok": True, "name": st.name, "mode": st.mode, "hooks": len(st.hook_ids)}
+        if cmd == "tp_list":
+            out = pm.list()
+            for path, err in self.policy_errors.items():
+                out.append({"name": os.path.basename(path), "state": "error", "mode": "", "hooks": [], "error": err,
+                            "source": path, "npost": 0, "nenforce": 0, "nmonitor": 0, "nratelimited": 0, "nlost": 0})
+            return {"policies": out, "features": {k: v or "available" for k, v in self.features.items()}}
+        name = req.get("name", "")
+        if cmd == "tp_delete":
+            pm.delete(name)
+        elif cmd == "tp_enable":
+            pm.set_enabled(name, True)
+        elif cmd == "tp_disable":
+            pm.set_enabled(name, False)
+        elif cmd == "tp_set_mode":
+            pm.set_mode(name, req.get("mode", ""))
+        else:
+            raise KerneyeError(f"unknown policy command {cmd}")
+        return {"ok": True}
 
     def run(self) -> None:
         """Consume until stop() is called."""
@@ -232,4 +303,7 @@ class Agent:
                               "collected": cs.collected},
             "sensors": [{"name": s.name, "state": s.state, "programs": s.programs(), "error": s.error}
                         for s in self.sensors.sensors],
+            "policies": len(self.policies.policies) if self.policies else 0,
+            "hook_backends": {"tracepoint": "available", "uprobe": "available",
+                              **{k: v or "available" for k, v in self.features.items()}},
         }

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -38,6 +38,9 @@ class AgentConfig:
     process_cache_size: int = 65536
     process_cache_grace_s: float = 30.0
     procfs_scan: bool = True
+    tracing_policies: list[str] = field(default_factory=list)
+    tracing_policy_dir: str = ""
+    policy_mode: str = ""  # override for every static policy: monitor | enforce
     api: bool = True
     log_level: str = "info"
 

@@ -383,7 +383,7 @@ class GenStrKey(ctypes.Structure):
     _fields_ = [
         ("prefixlen", ctypes.c_uint32),
         ("id", ctypes.c_uint32),
-        ("s", (ctypes.c_uint8 * 248)),
+        ("s", (ctypes.c_char * 248)),
     ]
 
 

@@ -39,6 +39,8 @@ def camel(name: str) -> str:
 
 def _ctype(btf: B.Btf, tid: int) -> str:
     t = btf.resolve(tid)
+    if t.kind == B.KIND_INT and t.name == "char":
+        return "ctypes.c_char"  # so that char arrays take and give bytes
     if t.kind == B.KIND_INT:
         # BTF int encoding lives in the 4 bytes after the type; we only need
         # signedness, which __u* vs __s* typedef names tell reliably.

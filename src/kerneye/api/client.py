@@ -7,7 +7,7 @@ import os
 import socket
 from typing import Any, Iterator
 
-from ..errors import ApiError
+from ..errors import ApiError, KerneyeError
 
 DEFAULT_SOCKET = "/run/kerneye/kerneye.sock"
 
@@ -38,7 +38,9 @@ def request(path: str, req: dict[str, Any]) -> dict[str, Any]:
         raise ApiError("the kerneye agent closed the connection without answering")
     out = json.loads(line)
     if "error" in out:
-        raise ApiError(out["error"])
+        if out["error"].startswith("permission denied"):
+            raise ApiError(out["error"])
+        raise KerneyeError(out["error"])  # the agent refused the request: exit 1, not "unreachable"
     return out
 
 

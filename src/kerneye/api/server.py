@@ -98,6 +98,11 @@ class ApiServer:
             cmd = req.get("cmd")
             if cmd == "status":
                 self._reply(conn, self.agent.status())
+            elif isinstance(cmd, str) and cmd.startswith("tp_"):
+                try:
+                    self._reply(conn, self.agent.policy_command(req))
+                except Exception as e:  # noqa: BLE001 - reported to the client as one line
+                    self._reply(conn, {"error": str(e) if str(e) else type(e).__name__})
             elif cmd == "getevents":
                 try:
                     flt = EventFilter.from_dict(req.get("filter") or {})

@@ -38,6 +38,19 @@ def _print(level: int, fmt: bytes, ap: int) -> int:
 
 _print_cb = _PRINT_FN(_print)  # kept alive for the process lifetime
 
+class TracepointOpts(ctypes.Structure):
+    """struct bpf_tracepoint_opts (libbpf >= 0.8)."""
+
+    _fields_ = [("sz", c_size_t), ("bpf_cookie", ctypes.c_uint64)]
+
+
+class UprobeOpts(ctypes.Structure):
+    """struct bpf_uprobe_opts as of libbpf 1.1 (later versions only append)."""
+
+    _fields_ = [("sz", c_size_t), ("ref_ctr_offset", c_size_t), ("bpf_cookie", ctypes.c_uint64),
+                ("retprobe", c_bool), ("func_name", c_char_p)]
+
+
 _SIGS: dict[str, tuple[object, list[object]]] = {
     "libbpf_set_print": (c_void_p, [_PRINT_FN]),
     "libbpf_num_possible_cpus": (c_int, []),
@@ -53,6 +66,8 @@ _SIGS: dict[str, tuple[object, list[object]]] = {
     "bpf_program__autoload": (c_bool, [c_void_p]),
     "bpf_program__attach": (c_void_p, [c_void_p]),
     "bpf_program__attach_cgroup": (c_void_p, [c_void_p, c_int]),
+    "bpf_program__attach_tracepoint_opts": (c_void_p, [c_void_p, c_char_p, c_char_p, POINTER(TracepointOpts)]),
+    "bpf_program__attach_uprobe_opts": (c_void_p, [c_void_p, ctypes.c_int, c_char_p, c_size_t, POINTER(UprobeOpts)]),
     "bpf_program__fd": (c_int, [c_void_p]),
     "bpf_link__destroy": (c_int, [c_void_p]),
     "bpf_link__fd": (c_int, [c_void_p]),

@@ -159,6 +159,11 @@ class LoadedObject:
             p = l.bpf_object__next_program(self._obj, p)
         return out
 
+    def autoattach_programs(self) -> list[str]:
+        """Programs whose SEC() names a complete attach point (tp_btf/...),
+        as opposed to generic ones attached explicitly per hook."""
+        return [p for p in self.programs() if not p.startswith("kerneye_gen_")]
+
     def attach(self, prog_name: str) -> Link:
         """Attach by the program's SEC() definition (tp_btf/..., tp/..., uprobe...)."""
         l = libbpf.lib()
@@ -174,8 +179,41 @@ class LoadedObject:
         self.links.append(lk)
         return lk
 
+    def _prog(self, prog_name: str) -> int:
+        prog = libbpf.lib().bpf_object__find_program_by_name(self._obj, prog_name.encode())
+        if not prog:
+            raise BpfError(f"{self.spec.name()}: no program {prog_name}")
+        return prog
+
+    def attach_tracepoint(self, prog_name: str, category: str, name: str, cookie: int = 0) -> Link:
+        """Attach a tracepoint program to category/name; the cookie is what
+        bpf_get_attach_cookie() returns in the program (v5.15+)."""
+        opts = libbpf.TracepointOpts(ctypes.sizeof(libbpf.TracepointOpts), cookie)
+        libbpf.take_log()
+        link = libbpf.lib().bpf_program__attach_tracepoint_opts(self._prog(prog_name), category.encode(),
+                                                               name.encode(), ctypes.byref(opts))
+        if not link:
+            err = libbpf.errno_()
+            raise BpfError(f"cannot attach to tracepoint {category}/{name}: {libbpf.strerror(err)}", err,
+                           libbpf.take_log())
+        return Link(link, prog_name)
+
+    def attach_uprobe(self, prog_name: str, path: str, symbol: str | None, offset: int, cookie: int = 0,
+                      retprobe: bool = False, pid: int = -1) -> Link:
+        """Attach a uprobe at symbol (+offset) or at a file offset in path."""
+        opts = libbpf.UprobeOpts(ctypes.sizeof(libbpf.UprobeOpts), 0, cookie, retprobe,
+                                 symbol.encode() if symbol else None)
+        libbpf.take_log()
+        link = libbpf.lib().bpf_program__attach_uprobe_opts(self._prog(prog_name), pid, path.encode(), offset,
+                                                           ctypes.byref(opts))
+        if not link:
+            err = libbpf.errno_()
+            what = f"{path}:{symbol or hex(offset)}"
+            raise BpfError(f"cannot attach uprobe to {what}: {libbpf.strerror(err)}", err, libbpf.take_log())
+        return Link(link, prog_name)
+
     def attach_all(self) -> list[Link]:
-        return [self.attach(p) for p in self.programs()]
+        return [self.attach(p) for p in self.autoattach_programs()]
 
     def close(self) -> None:
         """Detach all links and free the object. Idempotent."""

@@ -49,6 +49,27 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--bpf-lib", default="", help="directory of the compiled BPF objects")
     a.add_argument("--node-name", default="", help="node name in events and exec_ids (default: hostname)")
     a.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    a.add_argument("--tracing-policy", action="append", default=[], metavar="FILE",
+                   help="load this TracingPolicy at start (repeatable)")
+    a.add_argument("--tracing-policy-dir", default="", metavar="DIR", help="load every *.yaml policy in DIR")
+    a.add_argument("--policy-mode", choices=["monitor", "enforce"], default=None,
+                   help="force this mode on the policies loaded at start")
+
+    tp = sub.add_parser("tracingpolicy", aliases=["tp"], help="manage tracing policies of the running agent")
+    tps = tp.add_subparsers(dest="tpcmd", metavar="ACTION")
+    t_add = tps.add_parser("add", help="load a TracingPolicy YAML file")
+    t_add.add_argument("file")
+    t_add.add_argument("--mode", choices=["monitor", "enforce"], default=None)
+    t_list = tps.add_parser("list", help="list loaded policies")
+    t_list.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    for verb in ("delete", "enable", "disable"):
+        x = tps.add_parser(verb, help=f"{verb} a policy by name")
+        x.add_argument("name")
+    t_mode = tps.add_parser("set-mode", help="switch a policy between monitor and enforce")
+    t_mode.add_argument("name")
+    t_mode.add_argument("mode", choices=["monitor", "enforce"])
+    for x in (t_add, t_list, *[tps.choices[v] for v in ("delete", "enable", "disable")], t_mode):
+        x.add_argument("--socket", default="")
 
     g = sub.add_parser("getevents", help="stream events from the running agent")
     g.add_argument("-o", "--output", choices=["json", "compact"], default="json")
@@ -83,6 +104,8 @@ def cmd_agent(ns: argparse.Namespace) -> int:
         export_file_max_size_mb=ns.export_file_max_size_mb, export_file_max_backups=ns.export_file_max_backups,
         output=ns.output, color=_color(ns.color, sys.stdout), enable_ancestors=ns.enable_ancestors,
         rb_size=ns.rb_size, queue_batches=ns.rb_queue_size, process_cache_size=ns.process_cache_size,
+        tracing_policies=ns.tracing_policy, tracing_policy_dir=ns.tracing_policy_dir,
+        policy_mode=ns.policy_mode or "",
     )
     agent = Agent(cfg)
 
@@ -170,6 +193,45 @@ def cmd_status(ns: argparse.Namespace) -> int:
     return 0 if st.get("ready") else 1
 
 
+def cmd_tracingpolicy(ns: argparse.Namespace) -> int:
+    from ..api import client
+    from ..errors import ConfigError
+
+    path = ns.socket or client.socket_path()
+    if ns.tpcmd == "add":
+        try:
+            with open(ns.file, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise ConfigError(f"cannot read policy {ns.file}: {e.strerror}") from None
+        r = client.request(path, {"cmd": "tp_add", "yaml": text, "source": ns.file, "mode": ns.mode})
+        print(f"policy {r['name']} loaded in {r['mode']} mode ({r['hooks']} hooks)")
+        return 0
+    if ns.tpcmd == "list":
+        r = client.request(path, {"cmd": "tp_list"})
+        if ns.output == "json":
+            print(json.dumps(r, indent=2))
+            return 0
+        print(f"{'NAME':<28} {'STATE':<9} {'MODE':<8} {'HOOKS':>5} {'NPOST':>8} {'NENFORCE':>8} {'NMONITOR':>8}  ERROR")
+        for p in r["policies"]:
+            print(f"{p['name']:<28} {p['state']:<9} {p['mode']:<8} {len(p['hooks']):>5} {p['npost']:>8} "
+                  f"{p['nenforce']:>8} {p['nmonitor']:>8}  {p['error']}")
+        unavailable = {k: v for k, v in r.get("features", {}).items() if v != "available"}
+        for k, v in unavailable.items():
+            print(f"note: {v}")
+        return 0
+    if ns.tpcmd in ("delete", "enable", "disable"):
+        client.request(path, {"cmd": f"tp_{ns.tpcmd}", "name": ns.name})
+        print(f"policy {ns.name}: {ns.tpcmd}d" if ns.tpcmd != "delete" else f"policy {ns.name} deleted")
+        return 0
+    if ns.tpcmd == "set-mode":
+        client.request(path, {"cmd": "tp_set_mode", "name": ns.name, "mode": ns.mode})
+        print(f"policy {ns.name}: mode {ns.mode}")
+        return 0
+    _parser().parse_args(["tracingpolicy", "--help"])
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
     try:
@@ -177,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_agent(ns)
         if ns.cmd == "getevents":
             return cmd_getevents(ns)
+        if ns.cmd in ("tracingpolicy", "tp"):
+            return cmd_tracingpolicy(ns)
         if ns.cmd == "status":
             return cmd_status(ns)
         if ns.cmd == "version":

@@ -20,7 +20,8 @@ log = logging.getLogger("kerneye.sensors")
 
 # Maps every kerneye object declares (bpf/lib/common.bpf.h) and that the
 # base sensor owns.
-SHARED_MAPS = ("kerneye_events_rb", "kerneye_execve_map", "kerneye_stats")
+SHARED_MAPS = ("kerneye_events_rb", "kerneye_execve_map", "kerneye_stats", "kerneye_bin_names",
+               "kerneye_bin_prefix", "kerneye_bin_postfix", "kerneye_config_map")
 
 
 @dataclass

@@ -1,0 +1,518 @@
+"""The generic sensor: one BPF object serving every TracingPolicy.
+
+generic.bpf.o is loaded once (at agent start) and shares the base sensor's
+ring buffer, process map and matchBinaries maps. A policy is then pure
+data: `PolicyManager.add()` compiles it, writes hook configurations,
+selectors and value maps, and attaches the generic programs with each hook's
+id as the BPF cookie. Everything is all-or-nothing: a policy that fails at
+any step leaves no hook, map entry or link behind, and other policies'
+events are never interrupted (their hooks are untouched).
+"""
+from __future__ import annotations
+
+import base64
+import ctypes
+import ipaddress
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..abi.types import (GEN_MAX_SELECTORS, GenAddrKey, GenConfig, GenFilter, GenHook, GenHookFlag, GenHookKind,
+                         GenHookStats, GenIntKey, GenMsgFlag, GenSelector, GenStrKey, MsgGeneric, MsgOp, GenArgType,
+                         ExecveMapValue, GenFilterKind)
+from ..bpf import libbpf, maps
+from ..bpf.objects import Link, LoadedObject, ObjectSpec
+from ..errors import KerneyeError
+from ..events.event import Event
+from ..policy.compile import CompiledPolicy, Compiler, HookC, SelectorC
+from ..policy.errors import PolicyError
+from ..policy.model import TracingPolicy
+from ..process.caps import CAP_NAMES
+from ..process.identity import exec_id
+from .base import Sensor
+
+log = logging.getLogger("kerneye.policy")
+
+NAME = "generic"
+_MSG_SIZE = ctypes.sizeof(MsgGeneric)
+BIN_SLOTS = 64
+MAX_HOOKS = 4096
+
+BPF_CMDS = ["BPF_MAP_CREATE", "BPF_MAP_LOOKUP_ELEM", "BPF_MAP_UPDATE_ELEM", "BPF_MAP_DELETE_ELEM",
+            "BPF_MAP_GET_NEXT_KEY", "BPF_PROG_LOAD", "BPF_OBJ_PIN", "BPF_OBJ_GET", "BPF_PROG_ATTACH",
+            "BPF_PROG_DETACH", "BPF_PROG_TEST_RUN", "BPF_PROG_GET_NEXT_ID", "BPF_MAP_GET_NEXT_ID",
+            "BPF_PROG_GET_FD_BY_ID", "BPF_MAP_GET_FD_BY_ID", "BPF_OBJ_GET_INFO_BY_FD", "BPF_PROG_QUERY",
+            "BPF_RAW_TRACEPOINT_OPEN", "BPF_BTF_LOAD", "BPF_BTF_GET_FD_BY_ID", "BPF_TASK_FD_QUERY",
+            "BPF_MAP_LOOKUP_AND_DELETE_ELEM", "BPF_MAP_FREEZE", "BPF_BTF_GET_NEXT_ID", "BPF_MAP_LOOKUP_BATCH",
+            "BPF_MAP_LOOKUP_AND_DELETE_BATCH", "BPF_MAP_UPDATE_BATCH", "BPF_MAP_DELETE_BATCH", "BPF_LINK_CREATE",
+            "BPF_LINK_UPDATE", "BPF_LINK_GET_FD_BY_ID", "BPF_LINK_GET_NEXT_ID", "BPF_ENABLE_STATS",
+            "BPF_ITER_CREATE", "BPF_LINK_DETACH", "BPF_PROG_BIND_MAP", "BPF_TOKEN_CREATE"]
+FAMILIES = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 17: "AF_PACKET", 0: "AF_UNSPEC"}
+SOCK_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 5: "SOCK_SEQPACKET"}
+PROTOS = {0: "IPPROTO_IP", 1: "IPPROTO_ICMP", 6: "IPPROTO_TCP", 17: "IPPROTO_UDP", 58: "IPPROTO_ICMPV6",
+          255: "IPPROTO_RAW", 132: "IPPROTO_SCTP"}
+TCP_STATES = {1: "TCP_ESTABLISHED", 2: "TCP_SYN_SENT", 3: "TCP_SYN_RECV", 4: "TCP_FIN_WAIT1", 5: "TCP_FIN_WAIT2",
+              6: "TCP_TIME_WAIT", 7: "TCP_CLOSE", 8: "TCP_CLOSE_WAIT", 9: "TCP_LAST_ACK", 10: "TCP_LISTEN",
+              11: "TCP_CLOSING", 12: "TCP_NEW_SYN_RECV"}
+
+
+def _ip(addr16: bytes, family: int) -> str:
+    if family == 2 or addr16[:12] == b"\0" * 10 + b"\xff\xff":
+        return socket.inet_ntop(socket.AF_INET, addr16[12:16])
+    return socket.inet_ntop(socket.AF_INET6, addr16)
+
+
+@dataclass
+class HookRuntime:
+    hook_id: int
+    policy: str
+    compiled: HookC
+    header_fragment: dict[str, Any]
+    decoders: list[Callable[[bytes, bool], dict[str, Any]]]
+
+
+@dataclass
+class PolicyState:
+    name: str
+    mode: str
+    source: str
+    state: str = "enabled"   # enabled | disabled | error
+    error: str = ""
+    hook_ids: list[int] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    filter_ids: list[int] = field(default_factory=list)
+    map_keys: list[tuple[int, Any]] = field(default_factory=list)  # (map fd, key) to delete on removal
+    bin_slots: list[int] = field(default_factory=list)
+    compiled: CompiledPolicy | None = None
+
+    def summary(self, stats: dict[str, int]) -> dict[str, Any]:
+        hooks = []
+        if self.compiled:
+            for h in self.compiled.hooks:
+                hooks.append("/".join(h.attach[:2]) if h.kind != GenHookKind.UPROBE else f"uprobe:{h.attach[0]}:{h.attach[1]}")
+        return {"name": self.name, "state": self.state, "mode": self.mode, "hooks": hooks, "error": self.error,
+                "source": self.source, **stats}
+
+
+class PolicyManager:
+    """Adds, removes, enables and decodes TracingPolicies. Thread-safe: the
+    API thread changes policies while the main thread decodes events."""
+
+    def __init__(self, bpf_dir: str, shared_fds: dict[str, int], compiler: Compiler, node: str, clock: Any,
+                 cache: Any, eventcache: Any, emit: Callable[[Event], None], ancestors: bool = False) -> None:
+        self.bpf_dir = bpf_dir
+        self.shared_fds = shared_fds
+        self.compiler = compiler
+        self.node = node
+        self.clock = clock
+        self.cache = cache
+        self.eventcache = eventcache
+        self.emit = emit
+        self.ancestors = ancestors
+        self.obj: LoadedObject | None = None
+        self.policies: dict[str, PolicyState] = {}
+        self.hooks: dict[int, HookRuntime] = {}
+        self._free_hooks = list(range(MAX_HOOKS - 1, -1, -1))
+        self._next_filter = 1
+        self._free_slots = list(range(BIN_SLOTS - 1, -1, -1))
+        self._bin_exact: dict[bytes, int] = {}
+        self._bin_prefix: dict[bytes, int] = {}
+        self._bin_postfix: dict[bytes, int] = {}
+        self._follow_mask = 0
+        self._lock = threading.RLock()
+        self.unknown_hook = 0
+        self.ncpu = libbpf.lib().libbpf_num_possible_cpus()
+
+    # --- sensor ---------------------------------------------------------------
+    def sensor(self) -> Sensor:
+        spec = ObjectSpec(os.path.join(self.bpf_dir, "generic.bpf.o"),
+                          max_entries={"kerneye_gen_heap": self.ncpu})
+
+        def post_load(s: Sensor) -> None:
+            self.obj = s.loaded[0]
+
+        def pre_unload(s: Sensor) -> None:
+            for name in list(self.policies):
+                self.delete(name)
+            self.obj = None
+
+        return Sensor(NAME, [spec], handlers={MsgOp.GENERIC: self.handle}, post_load=post_load,
+                      pre_unload=pre_unload)
+
+    def _fd(self, name: str) -> int:
+        assert self.obj is not None
+        return self.obj.map_fd(name)
+
+    # --- add / delete -----------------------------------------------------------
+    def add(self, tp: TracingPolicy, mode: str | None = None) -> PolicyState:
+        with self._lock:
+            if self.obj is None:
+                raise KerneyeError("the generic sensor is not loaded; policies cannot be added")
+            if tp.name in self.policies:
+                raise PolicyError("duplicate-name", f"a policy named {tp.name} is already loaded; delete it first",
+                                  file=tp.source_file or "<api>")
+            compiled = self.compiler.compile(tp, mode)
+            st = PolicyState(tp.name, compiled.mode, tp.source_file or "<api>", compiled=compiled)
+            try:
+                for hc in compiled.hooks:
+                    self._install_hook(st, hc)
+            except BaseException as e:
+                self._teardown(st)
+                if isinstance(e, KerneyeError):
+                    raise KerneyeError(f"policy {tp.name}: {e}") from None
+                raise
+            self.policies[tp.name] = st
+            log.info("policy %s loaded (%s mode): %d hooks", tp.name, st.mode, len(st.hook_ids))
+            return st
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            st = self.policies.pop(name, None)
+            if st is None:
+                raise KerneyeError(f"no policy named {name}; `kerneye tracingpolicy list` shows the loaded ones")
+            self._teardown(st)
+            log.info("policy %s removed", name)
+
+    def set_enabled(self, name: str, on: bool) -> None:
+        with self._lock:
+            st = self._get(name)
+            for hid in st.hook_ids:
+                self._update_hook_flags(hid, GenHookFlag.ENABLED, on)
+            st.state = "enabled" if on else "disabled"
+
+    def set_mode(self, name: str, mode: str) -> None:
+        if mode not in ("monitor", "enforce"):
+            raise KerneyeError(f"mode must be monitor or enforce, not {mode!r}")
+        with self._lock:
+            st = self._get(name)
+            for hid in st.hook_ids:
+                self._update_hook_flags(hid, GenHookFlag.ENFORCE, mode == "enforce")
+            st.mode = mode
+
+    def _get(self, name: str) -> PolicyState:
+        st = self.policies.get(name)
+        if st is None:
+            raise KerneyeError(f"no policy named {name}; `kerneye tracingpolicy list` shows the loaded ones")
+        return st
+
+    def _update_hook_flags(self, hid: int, flag: int, on: bool) -> None:
+        fd = self._fd("kerneye_hooks")
+        h = GenHook()
+        maps.lookup(fd, ctypes.c_uint32(hid), h)
+        h.flags = (h.flags | flag) if on else (h.flags & ~flag)
+        maps.update(fd, ctypes.c_uint32(hid), h)
+
+    def list(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [st.summary(self._stats(st)) for st in self.policies.values()]
+
+    def _stats(self, st: PolicyState) -> dict[str, int]:
+        out = {"npost": 0, "nenforce": 0, "nmonitor": 0, "nratelimited": 0, "nlost": 0}
+        if self.obj is None:
+            return out
+        fd = self._fd("kerneye_hook_stats")
+        vals = (GenHookStats * self.ncpu)()
+        for hid in st.hook_ids:
+            if maps.lookup(fd, ctypes.c_uint32(hid), vals):
+                for v in vals:
+                    out["npost"] += v.posted
+                    out["nenforce"] += v.enforced
+                    out["nmonitor"] += v.monitored
+                    out["nratelimited"] += v.rate_limited
+                    out["nlost"] += v.lost
+        return out
+
+    # --- installing ---------------------------------------------------------------
+    def _install_hook(self, st: PolicyState, hc: HookC) -> None:
+        if not self._free_hooks:
+            raise KerneyeError(f"all {MAX_HOOKS} hook slots are in use; delete policies first")
+        hid = self._free_hooks.pop()
+        st.hook_ids.append(hid)
+        h = GenHook()
+        h.policy_id = 0
+        h.flags = GenHookFlag.ENABLED | (GenHookFlag.RETURN if hc.is_return else 0) | (
+            GenHookFlag.ENFORCE if st.mode == "enforce" else 0)
+        h.kind = hc.kind
+        h.nargs = len(hc.args)
+        h.nsel = len(hc.selectors)
+        for i, (_spec, _info, g) in enumerate(hc.args):
+            a = h.args[i]
+            for k, v in g.items():
+                setattr(a, k, v)
+        # selectors and their value maps first, the hook config last, links at the end
+        sfd = self._fd("kerneye_selectors")
+        for si, sc in enumerate(hc.selectors):
+            maps.update(sfd, ctypes.c_uint32(hid * GEN_MAX_SELECTORS + si), self._selector(st, sc))
+        self.hooks[hid] = self._runtime(hid, st.name, hc)
+        maps.update(self._fd("kerneye_hooks"), ctypes.c_uint32(hid), h)
+        assert self.obj is not None
+        if hc.kind == GenHookKind.UPROBE:
+            path, sym, off = hc.attach
+            st.links.append(self.obj.attach_uprobe("kerneye_gen_uprobe", path, sym or None, int(off), hid))
+            if hc.is_return:
+                st.links.append(self.obj.attach_uprobe("kerneye_gen_uretprobe", path, sym or None, int(off), hid,
+                                                       retprobe=True))
+            return
+        prog = "kerneye_gen_sys_enter" if hc.kind == GenHookKind.SYSCALL else "kerneye_gen_tp"
+        st.links.append(self.obj.attach_tracepoint(prog, hc.attach[0], hc.attach[1], hid))
+        if hc.exit_attach:
+            st.links.append(self.obj.attach_tracepoint("kerneye_gen_sys_exit", hc.exit_attach[0],
+                                                       hc.exit_attach[1], hid))
+
+    def _selector(self, st: PolicyState, sc: SelectorC) -> GenSelector:
+        s = GenSelector()
+        s.nfilters = len(sc.filters)
+        s.actions = sc.actions
+        s.signal = sc.signal
+        s.rate_limit_ms = sc.rate_limit_ms
+        s.rate_scope = sc.rate_scope
+        s.has_ret = int(sc.has_ret)
+        for i, fc in enumerate(sc.filters):
+            f: GenFilter = s.f[i]
+            fid = self._next_filter
+            self._next_filter += 1
+            st.filter_ids.append(fid)
+            f.kind, f.op, f.arg, f.flags, f.id = fc.kind, fc.op, fc.arg, fc.flags, fid
+            vals = list(fc.vals)
+            if fc.kind == GenFilterKind.BIN and fc.bin_values:
+                vals = [self._bin_slot(st, *fc.bin_values)]
+            f.nvals = len(vals)
+            for j, v in enumerate(vals):
+                f.vals[j] = v & 0xFFFFFFFFFFFFFFFF
+            for kind, b in fc.strs:
+                k = GenStrKey()
+                k.id = fid
+                k.s = b
+                if kind == "eq":
+                    fd = self._fd("kerneye_str_eq")
+                else:
+                    k.prefixlen = 32 + 8 * len(b)
+                    fd = self._fd("kerneye_str_prefix" if kind == "prefix" else "kerneye_str_postfix")
+                maps.update(fd, k, ctypes.c_uint8(1))
+                st.map_keys.append((fd, k))
+            for addr, bits in fc.addrs:
+                k2 = GenAddrKey()
+                k2.prefixlen = 32 + bits
+                k2.id = fid
+                ctypes.memmove(k2.addr, addr, 16)
+                fd = self._fd("kerneye_addr")
+                maps.update(fd, k2, ctypes.c_uint8(1))
+                st.map_keys.append((fd, k2))
+            for v in fc.ints:
+                k3 = GenIntKey(id=fid, val=v & 0xFFFFFFFFFFFFFFFF)
+                fd = self._fd("kerneye_int_set")
+                maps.update(fd, k3, ctypes.c_uint8(1))
+                st.map_keys.append((fd, k3))
+        return s
+
+    # --- matchBinaries ------------------------------------------------------------
+    def _bin_slot(self, st: PolicyState, kind: str, paths: list[str], follow: bool) -> int:
+        if not self._free_slots:
+            raise KerneyeError(f"all {BIN_SLOTS} matchBinaries slots are in use")
+        slot = self._free_slots.pop()
+        st.bin_slots.append(slot)
+        bit = 1 << slot
+        table = {"eq": self._bin_exact, "prefix": self._bin_prefix, "postfix": self._bin_postfix}[kind]
+        for p in paths:
+            key = p.encode() if kind != "postfix" else p.encode()[::-1]
+            table[key] = table.get(key, 0) | bit
+        if follow:
+            self._follow_mask |= bit
+        self._sync_bins()
+        self._backfill(slot, kind, paths)
+        return slot
+
+    def _sync_bins(self) -> None:
+        """Rewrite the binary maps from the Python tables. LPM maps return the
+        longest match only, so each entry carries the bits of its prefixes."""
+        def rewrite(fd: int, table: dict[bytes, int], lpm: bool) -> None:
+            for k in list(maps.keys(fd, GenStrKey)):
+                maps.delete(fd, k)
+            for key, bits in table.items():
+                if lpm:
+                    bits = 0
+                    for other, obits in table.items():
+                        if key.startswith(other):
+                            bits |= obits
+                if not bits:
+                    continue
+                k = GenStrKey()
+                k.s = key
+                if lpm:
+                    k.prefixlen = 32 + 8 * len(key)
+                maps.update(fd, k, ctypes.c_uint64(bits))
+
+        rewrite(self.shared_fds["kerneye_bin_names"], self._bin_exact, False)
+        rewrite(self.shared_fds["kerneye_bin_prefix"], self._bin_prefix, True)
+        rewrite(self.shared_fds["kerneye_bin_postfix"], self._bin_postfix, True)
+        cfg = GenConfig(bin_follow_mask=self._follow_mask,
+                        bin_slots_used=int(bool(self._bin_exact or self._bin_prefix or self._bin_postfix)))
+        maps.update(self.shared_fds["kerneye_config_map"], ctypes.c_uint32(0), cfg)
+
+    def _backfill(self, slot: int, kind: str, paths: list[str]) -> None:
+        """Processes running before the policy: set their bit for the new slot."""
+        fd = self.shared_fds["kerneye_execve_map"]
+        bit = 1 << slot
+
+        def matches(p: str) -> bool:
+            for v in paths:
+                if (kind == "eq" and p == v) or (kind == "prefix" and p.startswith(v)) or (
+                        kind == "postfix" and p.endswith(v)):
+                    return True
+            return False
+
+        for k in list(maps.keys(fd, ctypes.c_uint32)):
+            pid = k.value
+            cands = []
+            proc = self.cache.get_by_pid(pid)
+            if proc is not None:
+                cands.append(proc.binary)
+            try:
+                cands.append(os.readlink(f"/proc/{pid}/exe"))
+            except OSError:
+                pass
+            if any(matches(c) for c in cands):
+                v = ExecveMapValue()
+                if maps.lookup(fd, k, v):
+                    v.bin_match |= bit
+                    maps.update(fd, k, v, maps.BPF_EXIST)
+
+    def _teardown(self, st: PolicyState) -> None:
+        for lk in st.links:
+            lk.close()
+        st.links.clear()
+        if self.obj is not None:
+            hfd = self._fd("kerneye_hooks")
+            for hid in st.hook_ids:
+                maps.update(hfd, ctypes.c_uint32(hid), GenHook())
+                self.hooks.pop(hid, None)
+                self._free_hooks.append(hid)
+        st.hook_ids.clear()
+        for fd, k in st.map_keys:
+            maps.delete(fd, k)
+        st.map_keys.clear()
+        if st.bin_slots:
+            for slot in st.bin_slots:
+                bit = 1 << slot
+                for table in (self._bin_exact, self._bin_prefix, self._bin_postfix):
+                    for key in list(table):
+                        table[key] &= ~bit
+                        if not table[key]:
+                            del table[key]
+                self._follow_mask &= ~bit
+                self._free_slots.append(slot)
+            st.bin_slots.clear()
+            if self.obj is not None:
+                self._sync_bins()
+
+    # --- decoding -------------------------------------------------------------------
+    def _runtime(self, hid: int, policy: str, hc: HookC) -> HookRuntime:
+        decs = [self._decoder(info) for _spec, info, _g in hc.args]
+        return HookRuntime(hid, policy, hc, dict(hc.header), decs)
+
+    @staticmethod
+    def _decoder(info: Any) -> Callable[[bytes, bool], dict[str, Any]]:
+        t, key, label = info.type, info.json_key, info.label
+
+        def wrap(d: dict[str, Any]) -> dict[str, Any]:
+            if label:
+                d["label"] = label
+            return d
+
+        if t == GenArgType.STRING:
+            return lambda b, tr: wrap({key: b.decode("utf-8", "backslashreplace")})
+        if t == GenArgType.CHAR_BUF:
+            def cb(b: bytes, tr: bool) -> dict[str, Any]:
+                enc = base64.b64encode(b).decode()
+                if tr:
+                    return wrap({"truncated_bytes_arg": {"bytes_arg": enc, "orig_size": len(b)}})
+                return wrap({key: enc})
+            return cb
+        if t == GenArgType.FD:
+            return lambda b, tr: wrap({key: {"path": b[8:].decode("utf-8", "backslashreplace")}})
+        if t == GenArgType.SOCKADDR:
+            def sa(b: bytes, tr: bool) -> dict[str, Any]:
+                fam = int.from_bytes(b[0:2], "little")
+                port = int.from_bytes(b[2:4], "little")
+                out: dict[str, Any] = {"family": FAMILIES.get(fam, str(fam))}
+                if fam in (2, 10):
+                    out["addr"] = _ip(b[8:24], fam)
+                    out["port"] = port
+                return wrap({key: out})
+            return sa
+        if t == GenArgType.SOCK:
+            def sk(b: bytes, tr: bool) -> dict[str, Any]:
+                fam, typ, proto, state, sport, dport = (int.from_bytes(b[i:i + 2], "little") for i in range(0, 12, 2))
+                out: dict[str, Any] = {"family": FAMILIES.get(fam, str(fam)), "type": SOCK_TYPES.get(typ, str(typ)),
+                                       "protocol": PROTOS.get(proto, str(proto))}
+                if fam in (2, 10):
+                    out["saddr"] = _ip(b[16:32], fam)
+                    out["daddr"] = _ip(b[32:48], fam)
+                    out["sport"] = sport
+                    out["dport"] = dport
+                out["cookie"] = int.from_bytes(b[48:56], "little")
+                out["state"] = TCP_STATES.get(state, str(state))
+                return wrap({key: out})
+            return sk
+        if t == GenArgType.BPF_CMD:
+            return lambda b, tr: wrap({key: BPF_CMDS[v] if 0 <= (v := int.from_bytes(b[:8], "little", signed=True)) < len(BPF_CMDS) else str(v)})
+        if t == GenArgType.CAP:
+            def cap(b: bytes, tr: bool) -> dict[str, Any]:
+                v = int.from_bytes(b[:8], "little", signed=True)
+                return wrap({key: {"value": v, "name": CAP_NAMES[v] if 0 <= v < len(CAP_NAMES) else f"CAP_{v}"}})
+            return cap
+        signed = t in (GenArgType.S64, GenArgType.S32, GenArgType.S16, GenArgType.S8)
+        return lambda b, tr: wrap({key: int.from_bytes(b[:8], "little", signed=signed)})
+
+    def handle(self, raw: bytes) -> None:
+        m = MsgGeneric.from_buffer_copy(raw)
+        rt = self.hooks.get(m.hook_id)
+        if rt is None:
+            self.unknown_hook += 1  # the policy was removed while events were in flight
+            return
+        tail = raw[_MSG_SIZE:]
+        args = []
+        for i, dec in enumerate(rt.decoders):
+            off, ln = m.arg_off[i], m.arg_len[i]
+            args.append(dec(tail[off:off + ln], bool(m.arg_trunc >> i & 1)))
+        hc = rt.compiled
+        extra: dict[str, Any] = dict(rt.header_fragment)
+        extra["args"] = args
+        if m.flags & GenMsgFlag.RETURN and hc.ret is not None:
+            extra["return"] = {hc.ret.json_key: int(m.ret)}
+        sel = hc.selectors[m.sel] if hc.selectors and m.sel < len(hc.selectors) else None
+        if m.flags & GenMsgFlag.SIGNALED and sel is not None:
+            extra["action"] = sel.action_name
+        else:
+            extra["action"] = "KPROBE_ACTION_POST"
+        extra["policy_name"] = rt.policy
+        if hc.message:
+            extra["message"] = hc.message
+        if hc.tags:
+            extra["tags"] = list(hc.tags)
+        t = self.clock.wall(m.common.ktime)
+        key = (m.key.pid, m.key.ktime, m.tid)
+        if not self._try_emit(hc.event_kind, key, extra, t, False):
+            self.eventcache.park(lambda final: self._try_emit(hc.event_kind, key, extra, t, final))
+
+    def _try_emit(self, kind: str, key: tuple[int, int, int], extra: dict[str, Any], t: int, final: bool) -> bool:
+        pid, ktime, tid = key
+        proc = self.cache.get(exec_id(self.node, ktime, pid)) if ktime else None
+        if proc is None:
+            proc = self.cache.get_by_pid(pid)
+        if proc is None:
+            if not final:
+                return False
+            from ..process.model import Cred, Process
+
+            proc = Process(exec_id=exec_id(self.node, ktime, pid), parent_exec_id="", pid=pid, tid=tid, ktime=ktime,
+                           nspid=0, auid=0xFFFFFFFF, cwd="", binary="", arguments="", flags=["unknown"],
+                           start_time_ns=0, cred=Cred(0, 0, 0, 0, 0, 0, 0, 0), cap_permitted=0, cap_effective=0,
+                           cap_inheritable=0, ns={}, ns_is_host={}, cgroup_id=0, cgroup_path="", docker="")
+        parent = self.cache.get(proc.parent_exec_id) if proc.parent_exec_id else None
+        self.emit(Event(kind, proc, parent, t, self.node, extra,
+                        ancestors=self.cache.ancestors(proc) if self.ancestors else None))
+        return True
