@@ -39,7 +39,7 @@ abi: bpf
 
 run: setup
 	@mkdir -p $(dir $(EXPORT_FILE))
-	$(VENV)/bin/kerneye agent --export-file $(EXPORT_FILE) $(ARGS)
+	$(VENV)/bin/kerneye agent --export-file $(EXPORT_FILE) --tracing-policy-dir policies --policy-mode monitor $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -922,6 +922,10 @@ FUNC_INLINE int gen_exit(struct gen_heap *h, struct gen_hook *hook, __s64 ret)
 	return act_and_post(h, hook, 0);
 }
 
+/* The agent's own tgid: its syscalls are never reported (no feedback loop
+ * when a policy watches writes or bpf(2), which the agent itself does). */
+const volatile __u32 cfg_self_tgid = 0;
+
 FUNC_INLINE struct gen_hook *begin(void *ctx, struct gen_heap **hp)
 {
 	__u32 id = bpf_get_attach_cookie(ctx);
@@ -929,6 +933,8 @@ FUNC_INLINE struct gen_hook *begin(void *ctx, struct gen_heap **hp)
 	struct gen_heap *h;
 
 	if (!hook || !(hook->flags & HF_ENABLED))
+		return NULL;
+	if (cfg_self_tgid && (bpf_get_current_pid_tgid() >> 32) == cfg_self_tgid)
 		return NULL;
 	h = heap();
 	if (!h)

@@ -27,14 +27,22 @@ walk does everything, so every error points at a real node:
   against the hook that uses them, with positions inside the macro;
 * limits of Tetragon's docs (vocab.py ``MAX_*``).
 
+Value-count limit: Tetragon's docs say 4 values per matchArgs, but its code
+(and its own docs example with 14 Prefix values) keeps strings, prefixes,
+addresses and ports in BPF maps without a count limit; the loader applies the
+limit only where values are stored inline (vocab.inline_values).
+
 Where Tetragon itself is lenient the loader is too, on purpose, so that
 policies written for Tetragon keep loading: action parameters that the action
 ignores (``Sigkill`` with ``argError``) are accepted; matchArgs/namespace
 ``values`` may be unquoted integers (kept as their source text, ``0x40``
 stays ``0x40``); unknown ``type`` case is folded (``Int`` → ``int``).
+Kubernetes ObjectMeta keys (``creationTimestamp`` ...) are accepted and ignored,
+and policy names may contain ``_`` (Tetragon's docs use ``example_ns_1``).
 Stricter than Tetragon, because the result would silently differ from what the
 author meant: unknown ``options`` names, ``Signal`` without ``argSig``,
-``sizeArgIndex`` on a non-buffer argument, filters without values.
+``sizeArgIndex`` on a non-buffer argument or pointing at itself, filters
+without values. All 71 policies of Tetragon's examples/tracingpolicy load.
 """
 from __future__ import annotations
 
@@ -47,6 +55,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import yaml
+from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from kerneye.policy import vocab as V
@@ -85,6 +94,12 @@ HOOK_SECTIONS: tuple[str, ...] = ("kprobes", "fentries", "tracepoints", "uprobes
 # Allowed keys of each mapping, as YAML spells them.
 _TOP_KEYS = ("apiVersion", "kind", "metadata", "spec")
 _METADATA_KEYS = ("name", "namespace", "labels", "annotations")
+# The rest of Kubernetes' ObjectMeta, found in `kubectl get -o yaml` output:
+# accepted (as Tetragon does) and ignored.
+_OBJECT_META_KEYS = (
+    *_METADATA_KEYS, "generateName", "uid", "resourceVersion", "generation", "creationTimestamp",
+    "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences", "finalizers", "managedFields", "selfLink",
+)
 _SPEC_KEYS = (
     *HOOK_SECTIONS, "lists", "options", "loader", "enforcers",
     "podSelector", "containerSelector", "hostSelector", "nodeSelector", "selectorsMacros",
@@ -139,16 +154,18 @@ _KEY_HINTS = {
     "status": "status is written by Kubernetes, not part of a policy file",
 }
 
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+# DNS-1123 subdomain, plus '_' which Tetragon's own docs use (example_ns_1)
+# and its file loader accepts; a name ends up in pin paths and metric labels.
+_POLICY_NAME = re.compile(r"[a-z0-9]([-_a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-_a-z0-9]*[a-z0-9])?)*\Z")
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _SHA256_DIGEST = re.compile(r"sha256:[0-9a-fA-F]{64}\Z")
 
 _STR, _INT, _BOOL, _NULL, _FLOAT = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "bool", "null", "float"))
-_CONSTRUCTOR = yaml.SafeConstructor()
+_CONSTRUCTOR = SafeConstructor()
 
 # A schema-driven walk over aliased nodes can revisit shared subtrees; cap the
 # work so a "billion laughs" file fails fast instead of hanging the agent.
-_MAX_NODES = 200_000
+_MAX_NODES = 100_000
 
 
 def _kind_of(node: Node) -> str:
@@ -170,6 +187,37 @@ def _describe(node: Node) -> str:
 
 def _one_of(options: Iterable[str]) -> str:
     return ", ".join(options)
+
+
+def _j(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _is_null(node: Node | None) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == _NULL
+
+
+def _lacks_items(m: _Map, key: str) -> bool:
+    """True when ``key`` is absent, null or an empty list. A value of the
+    wrong type, or a list whose items were all bad, was reported already."""
+    if key not in m or _is_null(m[key][1]):
+        return True
+    node = m[key][1]
+    return isinstance(node, SequenceNode) and not node.value
+
+
+def _is_true(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == _BOOL and bool(_CONSTRUCTOR.construct_yaml_bool(node))
+
+
+_Map = dict[str, tuple[Node, Node]]
+"""A checked mapping: key -> (key node, value node)."""
+_Fields = dict[str, list[tuple[Any, Node, str]]]
+"""Selector field -> its entries as (model object, node, YAML path)."""
+
+
+class _Abort(Exception):
+    """Stops the walk of a document that is too big to check."""
 
 
 @dataclass
@@ -196,6 +244,9 @@ class _Walker:
         self.macro_nodes: dict[str, tuple[Node, str]] = {}
         self.n_enforcers = 0
         self.follow_children = 0
+        # id(mapping node) -> keys suggested for a misspelled key there; a
+        # missing required key that was suggested is not reported again.
+        self.suggested: dict[int, set[str]] = {}
 
     # ------------------------------------------------------------- errors
 
@@ -210,19 +261,15 @@ class _Walker:
 
     # ------------------------------------------------------------- node helpers
 
-    def mapping(self, node: Node, path: str, allowed: tuple[str, ...], what: str) -> dict[str, tuple[Node, Node]] | None:
+    def mapping(self, node: Node, path: str, allowed: tuple[str, ...], what: str) -> _Map | None:
         """Key → (key node, value node) of a mapping with only ``allowed`` keys."""
-        self.nodes += 1
-        if self.nodes > _MAX_NODES:
-            if self.nodes == _MAX_NODES + 1:
-                self.err("limit", node, path, f"document expands to more than {_MAX_NODES} nodes (alias bomb?)")
-            return None
+        self.count(node, path)
         if isinstance(node, ScalarNode) and node.tag == _NULL:
             return {}
         if not isinstance(node, MappingNode):
             self.err("wrong-type", node, path, f"{what} must be a mapping, got {_describe(node)}")
             return None
-        out: dict[str, tuple[Node, Node]] = {}
+        out: _Map = {}
         for knode, vnode in node.value:
             key = knode.value if isinstance(knode, ScalarNode) else None
             if key is None:
@@ -240,12 +287,21 @@ class _Walker:
                     msg += f" ({hint})"
                 elif close:
                     msg += f"; did you mean {close[0]!r}?"
+                    self.suggested.setdefault(id(node), set()).add(close[0])
                 self.err("unknown-key", knode, kpath, f"{msg}; allowed keys: {_one_of(allowed)}")
                 continue
             out[key] = (knode, vnode)
         return out
 
+    def count(self, node: Node, path: str) -> None:
+        self.nodes += 1
+        if self.nodes > _MAX_NODES:
+            self.err("limit", node, path, f"the document expands to more than {_MAX_NODES} mappings and lists "
+                     "(through YAML aliases?); not checking further")
+            raise _Abort
+
     def seq(self, node: Node, path: str, what: str) -> list[Node] | None:
+        self.count(node, path)
         if isinstance(node, ScalarNode) and node.tag == _NULL:
             return []
         if not isinstance(node, SequenceNode):
@@ -256,7 +312,7 @@ class _Walker:
     def string(self, node: Node, path: str, what: str) -> str | None:
         if isinstance(node, ScalarNode):
             if node.tag == _STR:
-                return node.value
+                return str(node.value)
             if node.tag == _NULL:
                 return None
         self.err("wrong-type", node, path, f"{what} must be a string, got {_describe(node)}")
@@ -265,7 +321,7 @@ class _Walker:
     def value_text(self, node: Node, path: str, what: str) -> str | None:
         """A filter value: a string, or an unquoted integer kept as written."""
         if isinstance(node, ScalarNode) and node.tag in (_STR, _INT):
-            return node.value
+            return str(node.value)
         self.err("wrong-type", node, path, f"{what} must be a string, got {_describe(node)}")
         return None
 
@@ -328,38 +384,40 @@ class _Walker:
                 out[key] = v
         return out
 
-    def required(self, m: dict[str, tuple[Node, Node]], key: str, node: Node, path: str, what: str) -> Node | None:
-        if key in m and not (isinstance(m[key][1], ScalarNode) and m[key][1].tag == _NULL):
+    def required(self, m: _Map, key: str, node: Node, path: str, what: str) -> Node | None:
+        if key in m and not _is_null(m[key][1]):
             return m[key][1]
-        self.err("missing-field", node, f"{path}.{key}", f"{what} needs {key!r}")
+        if key in self.suggested.get(id(node), ()):
+            return None  # already reported as a misspelling
+        self.err("missing-field", node, _j(path, key), f"{what} needs {key!r}")
         return None
 
-    def required_str(self, m: dict[str, tuple[Node, Node]], key: str, node: Node, path: str, what: str) -> str:
+    def required_str(self, m: _Map, key: str, node: Node, path: str, what: str) -> str:
         vnode = self.required(m, key, node, path, what)
         if vnode is None:
             return ""
-        v = self.string(vnode, f"{path}.{key}", f"{what} {key}")
+        v = self.string(vnode, _j(path, key), f"{what} {key}")
         if v == "":
-            self.err("missing-field", vnode, f"{path}.{key}", f"{what} {key} must not be empty")
+            self.err("missing-field", vnode, _j(path, key), f"{what} {key} must not be empty")
         return v or ""
 
     # Small accessors for optional fields: return default when absent/invalid.
-    def opt_str(self, m: dict, key: str, path: str, what: str, default: str = "") -> str:
+    def opt_str(self, m: _Map, key: str, path: str, what: str, default: str = "") -> str:
         if key not in m:
             return default
-        v = self.string(m[key][1], f"{path}.{key}", f"{what} {key}")
+        v = self.string(m[key][1], _j(path, key), f"{what} {key}")
         return default if v is None else v
 
-    def opt_bool(self, m: dict, key: str, path: str, what: str, default: bool = False) -> bool:
+    def opt_bool(self, m: _Map, key: str, path: str, what: str, default: bool = False) -> bool:
         if key not in m:
             return default
-        v = self.boolean(m[key][1], f"{path}.{key}", f"{what} {key}")
+        v = self.boolean(m[key][1], _j(path, key), f"{what} {key}")
         return default if v is None else v
 
-    def opt_int(self, m: dict, key: str, path: str, what: str, lo: int, hi: int) -> int | None:
+    def opt_int(self, m: _Map, key: str, path: str, what: str, lo: int, hi: int) -> int | None:
         if key not in m:
             return None
-        return self.integer(m[key][1], f"{path}.{key}", f"{what} {key}", lo, hi)
+        return self.integer(m[key][1], _j(path, key), f"{what} {key}", lo, hi)
 
     # ------------------------------------------------------------- document
 
@@ -376,13 +434,13 @@ class _Walker:
         name, namespace, labels, annotations = "", None, {}, {}
         mnode = self.required(m, "metadata", root, "", "the policy")
         if mnode is not None:
-            md = self.mapping(mnode, "metadata", _METADATA_KEYS, "metadata")
+            md = self.mapping(mnode, "metadata", _OBJECT_META_KEYS, "metadata")
             if md is not None:
                 name = self.required_str(md, "name", mnode, "metadata", "metadata")
-                if name and (len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name)):
+                if name and (len(name) > 253 or not _POLICY_NAME.match(name)):
                     self.err("bad-value", md["name"][1], "metadata.name",
-                             f"metadata.name {name!r} must be a DNS-1123 subdomain: lower-case letters, "
-                             "digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters")
+                             f"metadata.name {name!r} must be a DNS-1123 name: lower-case letters, digits, "
+                             "'-', '_' and '.', starting and ending with a letter or digit, at most 253 characters")
                 if "namespace" in md:
                     namespace = self.string(md["namespace"][1], "metadata.namespace", "metadata.namespace")
                     nsnode = md["namespace"][1]
@@ -458,7 +516,7 @@ class _Walker:
             loc=self.loc(node, p),
         )
 
-    def section(self, m: dict, key: str, path: str, parse: Callable[[Node, str], Any]) -> list[Any]:
+    def section(self, m: _Map, key: str, path: str, parse: Callable[[Node, str], Any]) -> list[Any]:
         if key not in m:
             return []
         out = []
@@ -499,8 +557,9 @@ class _Walker:
                 re.compile(pattern)
             except re.error as e:
                 self.err("bad-value", m["pattern"][1], f"{path}.pattern", f"pattern is not a regular expression: {e}")
-        if ltype not in V.GENERATED_LIST_TYPES and "values" in m and not values and name:
-            self.err("missing-field", m["values"][1], f"{path}.values", f"list {name!r} has no values")
+        if ltype not in V.GENERATED_LIST_TYPES and name and _lacks_items(m, "values"):
+            self.err("missing-field", m["values"][1] if "values" in m else node, f"{path}.values",
+                     f"list {name!r} has no values")
         if name in self.lists:
             self.err("duplicate-name", m["name"][1], f"{path}.name", f"list name {name!r} is used twice")
         spec = ListSpec(name=name, type=ltype, values=tuple(values), pattern=pattern, loc=self.loc(node, path))
@@ -598,7 +657,7 @@ class _Walker:
 
     # ------------------------------------------------------------- hooks
 
-    def common_hook(self, m: dict, node: Node, path: str, what: str) -> tuple[str, tuple[str, ...]]:
+    def common_hook(self, m: _Map, node: Node, path: str, what: str) -> tuple[str, tuple[str, ...]]:
         message = self.opt_str(m, "message", path, what)
         if len(message) > V.MAX_MESSAGE_LEN:
             self.err("limit", m["message"][1], f"{path}.message",
@@ -609,7 +668,7 @@ class _Walker:
                      f"at most {V.MAX_TAGS} tags per hook, got {len(tags)}")
         return message, tuple(t for t, _ in tags)
 
-    def hook_args(self, m: dict, key: str, path: str, section: str, *, data: bool = False) -> tuple[ArgSpec, ...]:
+    def hook_args(self, m: _Map, key: str, path: str, section: str, *, data: bool = False) -> tuple[ArgSpec, ...]:
         if key not in m:
             return ()
         q = f"{path}.{key}"
@@ -634,7 +693,7 @@ class _Walker:
             inode = self.required(m, "index", node, path, what)
             if inode is not None:
                 hi = 2**32 - 1
-                if func_like and not data:
+                if func_like:
                     hi = V.MAX_FUNC_ARG_INDEX
                 elif raw:
                     hi = V.MAX_RAW_TP_ARG_INDEX
@@ -652,7 +711,7 @@ class _Walker:
                     close = difflib.get_close_matches(raw_type.lower(), V.ARG_TYPE_NAMES, n=1)
                     hint = f"; did you mean {close[0]!r}?" if close else ""
                     self.err("unknown-arg-type", m["type"][1], f"{path}.type",
-                             f"unknown argument type {raw_type!r}{hint} valid types: {_one_of(V.ARG_TYPE_NAMES)}")
+                             f"unknown argument type {raw_type!r}{hint}; valid types: {_one_of(V.ARG_TYPE_NAMES)}")
                 else:
                     atype = canon
         size_idx = self.opt_int(m, "sizeArgIndex", path, what, 0, V.MAX_SIZE_ARG_INDEX) or 0
@@ -676,7 +735,7 @@ class _Walker:
                 vnode = m["source"][1] if "source" in m else node
                 code = "missing-field" if not source else "unknown-value"
                 self.err(code, vnode, f"{path}.source",
-                         f"a data entry needs source {_one_of(V.DATA_SOURCES)}" + (f", got {source!r}" if source else ""))
+                         f"a data entry needs 'source': {' or '.join(V.DATA_SOURCES)}" + (f", got {source!r}" if source else ""))
             if not resolve:
                 self.err("missing-field", node, f"{path}.resolve", "a data entry needs 'resolve'")
         elif source:
@@ -692,20 +751,19 @@ class _Walker:
             loc=self.loc(node, path),
         )
 
-    def check_arg_count(self, m: dict, node: Node, path: str, args: tuple, data: tuple) -> None:
+    def check_arg_count(self, m: _Map, node: Node, path: str, args: tuple[ArgSpec, ...], data: tuple[ArgSpec, ...]) -> None:
         if len(args) + len(data) > V.MAX_HOOK_ARGS:
             key = "data" if data else "args"
             self.err("limit", m[key][1], f"{path}.{key}",
                      f"at most {V.MAX_HOOK_ARGS} args and data entries per hook, got {len(args) + len(data)}")
 
-    def return_arg(self, m: dict, path: str, section: str, is_return: bool, node: Node) -> ArgSpec | None:
-        ra = None
-        if "returnArg" in m and not (isinstance(m["returnArg"][1], ScalarNode) and m["returnArg"][1].tag == _NULL):
-            ra = self.arg_spec(m["returnArg"][1], f"{path}.returnArg", section, ret=True)
-        if is_return and ra is None and "returnArg" not in m:
+    def return_arg(self, m: _Map, path: str, section: str, is_return: bool, node: Node) -> ArgSpec | None:
+        if "returnArg" in m and not _is_null(m["returnArg"][1]):
+            return self.arg_spec(m["returnArg"][1], f"{path}.returnArg", section, ret=True)
+        if is_return:
             self.err("missing-field", m["return"][0], f"{path}.returnArg",
                      "return: true needs a 'returnArg' describing the return value")
-        return ra
+        return None
 
     def kprobe(self, node: Node, path: str, section: str) -> KProbeSpec | None:
         what = "a kprobe" if section == "kprobes" else "an fentry"
@@ -879,7 +937,7 @@ class _Walker:
                 out[name] = sel
         return out
 
-    def selectors(self, m: dict, path: str, hook: _HookCtx) -> tuple[Selector, ...]:
+    def selectors(self, m: _Map, path: str, hook: _HookCtx) -> tuple[Selector, ...]:
         if "selectors" not in m:
             return ()
         q = f"{path}.selectors"
@@ -895,7 +953,7 @@ class _Walker:
         return tuple(out)
 
     def selector(self, node: Node, path: str, hook: _HookCtx | None, *, macro: bool = False) -> Selector | None:
-        m = self.mapping(node, path, _SELECTOR_KEYS if not macro else _SELECTOR_KEYS, "a selector")
+        m = self.mapping(node, path, _SELECTOR_KEYS, "a selector")
         if m is None:
             return None
         label = self.opt_str(m, "label", path, "selector")
@@ -929,7 +987,7 @@ class _Walker:
                     origin[key] = f"macro {name!r}"
         self.selector_limits(fields, node, path, hook)
 
-        def objs(key: str) -> tuple:
+        def objs(key: str) -> tuple[Any, ...]:
             return tuple(o for o, _, _ in fields.get(key, ()))
 
         workloads = objs("matchWorkloads")
@@ -944,7 +1002,7 @@ class _Walker:
             loc=self.loc(node, path),
         )
 
-    def selector_fields(self, m: dict, path: str, hook: _HookCtx | None) -> dict[str, list[tuple[Any, Node, str]]]:
+    def selector_fields(self, m: _Map, path: str, hook: _HookCtx | None) -> _Fields:
         parsers: dict[str, Callable[[Node, str, _HookCtx | None], Any]] = {
             "matchArgs": lambda n, q, h: self.arg_filter(n, q, h, "matchArgs"),
             "matchData": lambda n, q, h: self.arg_filter(n, q, h, "matchData"),
@@ -959,7 +1017,7 @@ class _Walker:
             "matchActions": self.action,
             "matchReturnActions": self.action,
         }
-        out: dict[str, list[tuple[Any, Node, str]]] = {}
+        out: _Fields = {}
         for key in _FILTER_FIELDS:
             if key not in m:
                 continue
@@ -977,7 +1035,7 @@ class _Walker:
             out[key] = items
         return out
 
-    def selector_limits(self, fields: dict, node: Node, path: str, hook: _HookCtx | None) -> None:
+    def selector_limits(self, fields: _Fields, node: Node, path: str, hook: _HookCtx | None) -> None:
         """Limits over the merged selector (own fields plus macros)."""
         if hook is None:
             return
@@ -1033,7 +1091,7 @@ class _Walker:
 
     # ------------------------------------------------------------- filters
 
-    def set_operator(self, m: dict, node: Node, path: str, what: str, valid: tuple[str, ...]) -> str:
+    def set_operator(self, m: _Map, node: Node, path: str, what: str, valid: tuple[str, ...]) -> str:
         raw = self.required_str(m, "operator", node, path, what)
         if not raw:
             return ""
@@ -1068,7 +1126,7 @@ class _Walker:
         return ArgFilter(index=index or 0, args=tuple(p for p, _ in positions), operator=op,
                          values=tuple(v for v, _ in values), loc=self.loc(node, path))
 
-    def filter_target(self, m: dict, node: Node, path: str, hook: _HookCtx, field_name: str,
+    def filter_target(self, m: _Map, node: Node, path: str, hook: _HookCtx, field_name: str,
                       index: int | None, positions: list[tuple[int, Node]]) -> str | None:
         """Check the filter's index/args against the hook; return the argument
         type when it is known statically (not auto, not BTF-resolved)."""
@@ -1112,7 +1170,7 @@ class _Walker:
             return None
         return type_of(table[pos])
 
-    def filter_values(self, m: dict, node: Node, path: str, op: str, atype: str | None,
+    def filter_values(self, m: _Map, node: Node, path: str, op: str, atype: str | None,
                       values: list[tuple[str, Node]], positions: list[tuple[int, Node]], macro_def: bool) -> None:
         vpath = f"{path}.values"
         vnode = m["values"][1] if "values" in m else node
@@ -1124,14 +1182,14 @@ class _Walker:
                 self.err("bad-value", m["values"][0], vpath, f"operator {op} takes no values")
             return
         if not values:
-            self.err("missing-field", vnode, vpath, f"operator {op} needs at least one value")
+            if _lacks_items(m, "values"):
+                self.err("missing-field", vnode, vpath, f"operator {op} needs at least one value")
             return
-        if op not in V.MAP_BACKED_OPERATORS:
-            limit = V.MAX_FILE_MATCH_VALUES if atype is None or atype in V.FILE_ARG_TYPES else V.MAX_MATCH_VALUES
-            if not macro_def and len(values) > limit:
-                self.err("limit", values[limit][1], f"{vpath}[{limit}]",
-                         f"at most {limit} values for operator {op}" + (f" on a {atype} argument" if atype else "")
-                         + f", got {len(values)}; use InMap/NotInMap for larger sets")
+        limit = V.MAX_MATCH_VALUES
+        if not macro_def and len(values) > limit and V.inline_values(op, atype):
+            self.err("limit", values[limit][1], f"{vpath}[{limit}]",
+                     f"at most {limit} values for operator {op}" + (f" on a {atype} argument" if atype else "")
+                     + f", got {len(values)}; use InMap/NotInMap for larger sets")
         for i, (v, n) in enumerate(values):
             problem = self.value_problem(op, atype, v, n, f"{vpath}[{i}]")
             if problem:
@@ -1163,7 +1221,10 @@ class _Walker:
             return None
         if op in ("InMap", "NotInMap"):
             if v.startswith(V.LIST_PREFIX):
-                self.list_ref(v, node, path)
+                lst = self.list_ref(v, node, path)
+                if lst is not None and lst.type not in V.SYSCALL_LIST_TYPES:
+                    return (f"{op} reads list {lst.name!r} as syscall numbers, so it must be a syscalls or "
+                            f"generated_syscalls list, not {lst.type or 'untyped'}")
                 return None
             if atype in V.INT_TYPE_WIDTH and not _is_range(v, 10, 64, allow_single=True, signed=V.INT_TYPE_WIDTH[atype][1]):
                 return f"{v!r} is not a decimal integer or min:max range"
@@ -1211,7 +1272,7 @@ class _Walker:
             return None
         op = self.set_operator(m, node, path, "matchBinaries", V.BINARY_OPERATORS)
         values = self.strings(m["values"][1], f"{path}.values", "values") if "values" in m else []
-        if not values:
+        if _lacks_items(m, "values"):
             self.err("missing-field", m["values"][1] if "values" in m else node, f"{path}.values",
                      "matchBinaries needs at least one value")
         limit = {"Prefix": V.MAX_PREFIX_LEN, "NotPrefix": V.MAX_PREFIX_LEN,
@@ -1240,7 +1301,7 @@ class _Walker:
                          f"unknown namespace {raw!r}; valid namespaces: {_one_of(V.NAMESPACES)}")
         op = self.set_operator(m, node, path, "matchNamespaces", V.SET_OPERATORS)
         values = self.strings(m["values"][1], f"{path}.values", "values", self.value_text) if "values" in m else []
-        if not values:
+        if _lacks_items(m, "values"):
             self.err("missing-field", m["values"][1] if "values" in m else node, f"{path}.values",
                      "matchNamespaces needs at least one value")
         if len(values) > V.MAX_NAMESPACE_VALUES:
@@ -1263,7 +1324,7 @@ class _Walker:
         op = self.set_operator(m, node, path, "matchNamespaceChanges", V.SET_OPERATORS)
         out = []
         values = self.strings(m["values"][1], f"{path}.values", "values") if "values" in m else []
-        if not values:
+        if _lacks_items(m, "values"):
             self.err("missing-field", m["values"][1] if "values" in m else node, f"{path}.values",
                      "matchNamespaceChanges needs at least one namespace")
         for i, (v, n) in enumerate(values):
@@ -1290,7 +1351,7 @@ class _Walker:
         op = self.set_operator(m, node, path, "matchCapabilities", V.SET_OPERATORS)
         caps = []
         values = self.strings(m["values"][1], f"{path}.values", "values") if "values" in m else []
-        if not values:
+        if _lacks_items(m, "values"):
             self.err("missing-field", m["values"][1] if "values" in m else node, f"{path}.values",
                      "matchCapabilities needs at least one capability")
         for i, (v, n) in enumerate(values):
@@ -1299,8 +1360,7 @@ class _Walker:
                 close = difflib.get_close_matches(v.strip().upper(), V.CAPABILITIES, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 self.err("unknown-value", n, f"{path}.values[{i}]",
-                         f"unknown capability {v!r}{hint} valid capabilities: CAP_CHOWN ... CAP_CHECKPOINT_RESTORE "
-                         "(see capabilities(7))")
+                         f"unknown capability {v!r}{hint}; valid capabilities: {_one_of(V.CAPABILITIES)}")
             else:
                 caps.append(cap)
         return CapabilityFilter(type=ctype or "Effective", operator=op,
@@ -1324,7 +1384,7 @@ class _Walker:
         if act:
             if act != "Post":
                 for key in _POST_ONLY_KEYS:
-                    if key in m and (key == "rateLimit" or self.boolean(m[key][1], f"{path}.{key}", key)):
+                    if key in m and (key == "rateLimit" or _is_true(m[key][1])):
                         self.err("bad-value", m[key][0], f"{path}.{key}", f"{key} is only valid with the Post action, not {act}")
             if act != "Override":
                 for key in _OVERRIDE_ONLY_KEYS:
@@ -1366,8 +1426,8 @@ class _Walker:
             arg_sock=self.opt_int(m, "argSock", path, "action", 0, u32),
             arg_index=self.opt_int(m, "argIndex", path, "action", 0, u32),
             arg_value=self.opt_int(m, "argValue", path, "action", 0, u32),
-            arg_url=self.opt_str(m, "argUrl", path, "action", None) if "argUrl" in m else None,  # type: ignore[arg-type]
-            arg_fqdn=self.opt_str(m, "argFqdn", path, "action", None) if "argFqdn" in m else None,  # type: ignore[arg-type]
+            arg_url=self.string(m["argUrl"][1], f"{path}.argUrl", "argUrl") if "argUrl" in m else None,
+            arg_fqdn=self.string(m["argFqdn"][1], f"{path}.argFqdn", "argFqdn") if "argFqdn" in m else None,
             arg_regs=regs,
             arg_new_symbol=self.opt_str(m, "argNewSymbol", path, "action") if "argNewSymbol" in m else None,
             arg_new_addr=self.opt_int(m, "argNewAddr", path, "action", 0, 2**64 - 1),
@@ -1441,7 +1501,7 @@ def _compose(text: str, source: str) -> Node:
     try:
         while loader.check_node():
             node = loader.get_node()
-            if isinstance(node, ScalarNode) and node.tag == _NULL and node.value in ("", "~", "null"):
+            if node is None or (isinstance(node, ScalarNode) and node.tag == _NULL):
                 continue  # an empty document ("---" with nothing after it)
             docs.append(node)
     except yaml.MarkedYAMLError as e:
@@ -1470,7 +1530,10 @@ def load_str(text: str, source: str = "<string>", *, supported_hooks: Collection
     """
     root = _compose(text, source)
     w = _Walker(source, supported_hooks)
-    policy = w.policy(root)
+    try:
+        policy = w.policy(root)
+    except _Abort:
+        policy = None
     # Macros are re-checked in every selector that uses them: report each
     # problem once, in document order.
     seen: set[tuple[Any, ...]] = set()
@@ -1481,7 +1544,8 @@ def load_str(text: str, source: str = "<string>", *, supported_hooks: Collection
             seen.add(key)
             errors.append(e)
     raise_collected(errors)
-    assert policy is not None
+    if policy is None:  # pragma: no cover - a None result always comes with an error
+        raise PolicyError("yaml-parse", "the document could not be read", file=source)
     return policy
 
 

@@ -48,7 +48,7 @@ NO_LOC = Loc()
 
 
 def _loc() -> Loc:
-    return field(default=NO_LOC, compare=False, repr=False)  # type: ignore[return-value]
+    return field(default=NO_LOC, compare=False, repr=False)
 
 
 # --------------------------------------------------------------------------
@@ -214,8 +214,13 @@ class WorkloadSelector:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActionSpec:
-    """One matchActions / matchReturnActions entry. Parameters an action does
-    not take are None/False; the loader rejects them."""
+    """One matchActions / matchReturnActions entry.
+
+    Parameters are None/False when absent. Post-only (rateLimit, stack traces,
+    imaHash) and Override-only (argRegs, argNew*) parameters are rejected on
+    other actions; other parameters an action ignores are kept as written
+    (Tetragon's own examples put ``argError`` on ``Sigkill``) and must be
+    ignored by consumers."""
 
     action: str
     """Canonical action (:data:`vocab.ACTIONS`)."""

@@ -60,16 +60,26 @@ SET_OPERATORS: tuple[str, ...] = ("In", "NotIn")
 BINARY_OPERATORS: tuple[str, ...] = ("In", "NotIn", "Prefix", "NotPrefix", "Postfix", "NotPostfix")
 """Operators of matchBinaries and matchParentBinaries."""
 
-# Operators whose values live in BPF maps rather than inline in the selector,
-# so the per-filter value-count limit does not apply (Tetragon docs advise
-# InMap/NotInMap for large sets; addresses and ports are map-backed too).
-MAP_BACKED_OPERATORS: frozenset[str] = frozenset({
-    "InMap", "NotInMap", "SAddr", "NotSAddr", "DAddr", "NotDAddr",
-    "SPort", "NotSPort", "DPort", "NotDPort", "Protocol", "Family", "State",
-    "SubString", "SubStringIgnCase", "CelExpr",
+# Operators whose values Tetragon stores inline in the selector blob, where
+# the BPF side loops over at most MAX_MATCH_VALUES of them. Everything else
+# (InMap, addresses, ports, prefixes/postfixes, string equality) lives in BPF
+# maps and has no count limit: Tetragon's own docs filter on 14 Prefix values.
+# Equal/NotEqual are inline only on non-string arguments (see inline_values).
+INLINE_VALUE_OPERATORS: frozenset[str] = frozenset({
+    "Equal", "NotEqual", "Mask", "GreaterThan", "LessThan", "InRange", "NotInRange", "FileType", "NotFileType",
 })
 NO_VALUE_OPERATORS: frozenset[str] = frozenset({"SPortPriv", "NotSPortPriv", "DPortPriv", "NotDPortPriv", "CapabilitiesGained"})
 """Operators that take no ``values``."""
+
+
+def inline_values(op: str, arg_type: str | None) -> bool:
+    """Whether ``op``'s values count against MAX_MATCH_VALUES; ``arg_type``
+    None means unknown (auto/BTF-resolved), where Equal cannot be decided."""
+    if op not in INLINE_VALUE_OPERATORS:
+        return False
+    if op in ("Equal", "NotEqual"):
+        return arg_type is not None and arg_type not in STRING_ARG_TYPES
+    return True
 
 
 def canonical_operator(op: str) -> str | None:
@@ -139,8 +149,6 @@ STRING_ARG_TYPES: frozenset[str] = frozenset({
     "data_loc", "net_device", "sockaddr_un",
 })
 """Types whose Equal/NotEqual/SubString filters compare strings."""
-FILE_ARG_TYPES: frozenset[str] = frozenset({"fd", "file"})
-"""Types with the larger file-match value limit (MAX_FILE_MATCH_VALUES)."""
 SOCK_ARG_TYPES: frozenset[str] = frozenset({"sock", "skb", "sockaddr", "socket"})
 SIZED_BUFFER_TYPES: frozenset[str] = frozenset({"char_buf", "char_iovec"})
 """Types that may use sizeArgIndex/returnCopy."""
@@ -214,9 +222,7 @@ MAX_SELECTORS = 5
 MAX_ARG_FILTERS = 5
 """matchArgs + matchData entries per selector."""
 MAX_MATCH_VALUES = 4
-"""Values per argument filter for inline operators (not MAP_BACKED_OPERATORS)."""
-MAX_FILE_MATCH_VALUES = 8
-"""Values per argument filter on fd/file arguments."""
+"""Values per argument filter for inline operators (see inline_values)."""
 MAX_PID_VALUES = 4
 """PID values per selector (over all its matchPIDs)."""
 MAX_BINARY_FILTERS = 1

@@ -102,7 +102,9 @@ class PolicyManager:
     API thread changes policies while the main thread decodes events."""
 
     def __init__(self, bpf_dir: str, shared_fds: dict[str, int], compiler: Compiler, node: str, clock: Any,
-                 cache: Any, eventcache: Any, emit: Callable[[Event], None], ancestors: bool = False) -> None:
+                 cache: Any, eventcache: Any, emit: Callable[[Event], None], ancestors: bool = False,
+                 wakeup_bytes: int = 256 << 10) -> None:
+        self.wakeup_bytes = wakeup_bytes
         self.bpf_dir = bpf_dir
         self.shared_fds = shared_fds
         self.compiler = compiler
@@ -129,7 +131,8 @@ class PolicyManager:
     # --- sensor ---------------------------------------------------------------
     def sensor(self) -> Sensor:
         spec = ObjectSpec(os.path.join(self.bpf_dir, "generic.bpf.o"),
-                          max_entries={"kerneye_gen_heap": self.ncpu})
+                          max_entries={"kerneye_gen_heap": self.ncpu},
+                          rodata={"cfg_self_tgid": os.getpid(), "cfg_wakeup_bytes": self.wakeup_bytes})
 
         def post_load(s: Sensor) -> None:
             self.obj = s.loaded[0]
