@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ..errors import BpfError, NotSupported, VerifierError
 from . import libbpf
-from .btf import Btf
+from .elf import symbol_offsets
 
 
 @dataclass
@@ -94,7 +94,7 @@ class LoadedObject:
 
     def _set_rodata(self) -> None:
         l = libbpf.lib()
-        offsets = Btf.from_object(self.spec.path).datasec_vars(".rodata")
+        offsets = symbol_offsets(self.spec.path, ".rodata")
         rodata = self._find_map_suffix(".rodata")
         size = ctypes.c_size_t()
         ptr = l.bpf_map__initial_value(rodata, ctypes.byref(size))
