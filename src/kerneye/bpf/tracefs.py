@@ -66,3 +66,12 @@ def fields(subsys: str, event: str) -> tuple[TpField, ...]:
 
 def syscall_exists(name: str) -> bool:
     return exists("syscalls", f"sys_enter_{name}")
+
+
+def all_syscalls() -> list[str]:
+    """Names of every syscall that has an enter tracepoint."""
+    d = os.path.join(root(), "events", "syscalls")
+    try:
+        return sorted(n[len("sys_enter_"):] for n in os.listdir(d) if n.startswith("sys_enter_"))
+    except OSError:
+        return []

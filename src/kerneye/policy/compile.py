@@ -40,6 +40,7 @@ ARG_TYPES: dict[str, tuple[int, str]] = {
     "bpf_cmd": (GenArgType.BPF_CMD, "bpf_cmd_arg"),
     "capability": (GenArgType.CAP, "capability_arg"),
     "syscall64": (GenArgType.S64, "long_arg"),
+    "nop": (GenArgType.NONE, ""),  # declared but not read or reported
 }
 INT_TYPES = {GenArgType.S64, GenArgType.U64, GenArgType.S32, GenArgType.U32, GenArgType.S16, GenArgType.U16,
              GenArgType.S8, GenArgType.U8, GenArgType.BPF_CMD, GenArgType.CAP}
@@ -191,8 +192,31 @@ def _named(v: str, table: dict[str, int], loc: Loc, what: str) -> int:
     return parse_int(v, loc, what)
 
 
+_SYSCALL_NUMBERS: dict[str, int] | None = None
+
+
+def syscall_numbers() -> dict[str, int]:
+    """x86-64 syscall numbers from the kernel UAPI header (linux-libc-dev)."""
+    global _SYSCALL_NUMBERS
+    if _SYSCALL_NUMBERS is None:
+        import re
+
+        out: dict[str, int] = {}
+        for path in ("/usr/include/x86_64-linux-gnu/asm/unistd_64.h", "/usr/include/asm/unistd_64.h"):
+            try:
+                with open(path) as f:
+                    for m in re.finditer(r"#define __NR_(\w+)\s+(\d+)", f.read()):
+                        out[m.group(1)] = int(m.group(2))
+                break
+            except OSError:
+                continue
+        _SYSCALL_NUMBERS = out
+    return _SYSCALL_NUMBERS
+
+
 class Compiler:
     def __init__(self, host_ns: dict[str, int], features: dict[str, str | None]) -> None:
+        self.lists: dict[str, object] = {}
         self.host_ns = host_ns
         self.features = features  # backend -> None (available) or reason
 
@@ -202,8 +226,10 @@ class Compiler:
         if pmode not in ("monitor", "enforce"):
             raise PolicyError("bad-value", f"policy mode {pmode!r} must be monitor or enforce")
         hooks: list[HookC] = []
+        lists = {lst.name: lst for lst in getattr(spec, "lists", ())}
+        self.lists = lists
         for i, kp in enumerate(spec.kprobes):
-            hooks += self._kprobe(kp, f"spec.kprobes[{i}]")
+            hooks += self._kprobe(kp, f"spec.kprobes[{i}]", lists)
         for i, kp in enumerate(getattr(spec, "fentries", ()) or ()):
             raise self._unavailable(kp.loc, f"spec.fentries[{i}]", "fentry", f"fentry on {kp.call}")
         for i, lh in enumerate(getattr(spec, "lsmhooks", ()) or ()):
@@ -224,8 +250,18 @@ class Compiler:
         return _err(loc, "unavailable-hook", f"{what} needs {backend} programs: {reason}")
 
     # --- hooks -------------------------------------------------------------
-    def _kprobe(self, kp: KProbeSpec, path: str) -> list[HookC]:
-        calls = list(kp.calls) if kp.calls else [kp.call]
+    def _kprobe(self, kp: KProbeSpec, path: str, lists: dict[str, object] | None = None) -> list[HookC]:
+        calls = list(kp.calls)
+        if not calls and kp.call_list:
+            lst = (lists or {}).get(kp.call_list)
+            ltype = getattr(lst, "type", None)
+            if ltype == "generated_syscalls":
+                calls = [f"sys_{n}" for n in tracefs.all_syscalls()]
+            else:
+                raise _err(kp.loc, "unavailable-hook",
+                           f"list {kp.call_list} of type {ltype} (kernel functions) needs kprobes or fentry")
+        if not calls:
+            calls = [kp.call]
         if not kp.syscall:
             backend = "fentry" if self.features.get("fentry") is None else "kprobe"
             raise self._unavailable(kp.loc, path, backend,
@@ -246,7 +282,7 @@ class Compiler:
             if is_ret:
                 rt = kp.return_arg.type if kp.return_arg is not None else "int"
                 ret = ArgInfo(*ARG_TYPES.get(rt, ARG_TYPES["int"]))
-            sels = self._selectors(kp.selectors, args, path)
+            sels = self._selectors(kp.selectors, args, path, kp)
             fname = call if call.startswith(ARCH_PREFIXES) else f"__x64_sys_{name}"
             out.append(HookC(HKIND, ("syscalls", f"sys_enter_{name}"),
                              ("syscalls", f"sys_exit_{name}") if is_ret else None, args, ret, sels, is_ret,
@@ -260,7 +296,7 @@ class Compiler:
             raise _err(t.loc, "unavailable-hook", f"tracepoint {t.subsystem}/{t.event} does not exist on this kernel")
         flds = tracefs.fields(t.subsystem, t.event)
         args = self._args(t.args, t.loc, GenHookKind.TRACEPOINT, flds)
-        sels = self._selectors(t.selectors, args, path)
+        sels = self._selectors(t.selectors, args, path, t)
         return HookC(GenHookKind.TRACEPOINT, (t.subsystem, t.event), None, args, None, sels, False,
                      "process_tracepoint", {"subsys": t.subsystem, "event": t.event}, t.message, tuple(t.tags), path)
 
@@ -277,7 +313,7 @@ class Compiler:
             args = self._args(u.args, u.loc, GenHookKind.UPROBE, None)
             is_ret = bool(u.is_return or u.return_arg is not None)
             ret = ArgInfo(*ARG_TYPES.get(u.return_arg.type if u.return_arg else "int", ARG_TYPES["int"])) if is_ret else None
-            sels = self._selectors(u.selectors, args, path)
+            sels = self._selectors(u.selectors, args, path, u)
             out.append(HookC(GenHookKind.UPROBE, (u.path, sym, str(off)), (u.path, sym, str(off)) if is_ret else None,
                              args, ret, sels, is_ret, "process_uprobe",
                              {"path": u.path, "symbol": sym, "offset": off} if not sym else {"path": u.path, "symbol": sym},
@@ -332,15 +368,15 @@ class Compiler:
         return out
 
     # --- selectors -------------------------------------------------------
-    def _selectors(self, sels: tuple[Selector, ...], args: list, path: str) -> list[SelectorC]:
+    def _selectors(self, sels: tuple[Selector, ...], args: list, path: str, hook: object) -> list[SelectorC]:
         if len(sels) > GEN_MAX_SELECTORS:
             raise _err(sels[GEN_MAX_SELECTORS].loc, "limit", f"at most {GEN_MAX_SELECTORS} selectors per hook")
-        return [self._selector(s, args) for s in sels]
+        return [self._selector(s, args, hook) for s in sels]
 
-    def _selector(self, s: Selector, args: list) -> SelectorC:
+    def _selector(self, s: Selector, args: list, hook: object) -> SelectorC:
         fs: list[FilterC] = []
         for f in s.match_args:
-            fs.append(self._arg_filter(f, args, GenFilterKind.ARG))
+            fs.append(self._arg_filter(f, args, GenFilterKind.ARG, hook))
         for f in s.match_return_args:
             fs.append(self._ret_filter(f))
         if s.match_data:
@@ -438,19 +474,21 @@ class Compiler:
             flags |= GenActionFlag.POST
         sc.actions = flags
 
-    def _slot(self, f: ArgFilter, args: list) -> int:
+    def _slot(self, f: ArgFilter, args: list, hook: object) -> int:
         want = f.args[0] if f.args else None
         if want is not None:
             if want >= len(args):
                 raise _err(f.loc, "bad-value", f"args position {want} is out of range")
             return want
-        for pos, (spec, _info, _g) in enumerate(args):
-            if spec.index == f.index:
-                return pos
-        raise _err(f.loc, "bad-value", f"matchArgs index {f.index} is not one of the hook's args")
+        pos = hook.arg_position(f.index) if hasattr(hook, "arg_position") else None
+        if pos is None:
+            pos = next((p for p, (spec, _i, _g) in enumerate(args) if spec.index == f.index), None)
+        if pos is None:
+            raise _err(f.loc, "bad-value", f"matchArgs index {f.index} is not one of the hook's args")
+        return pos
 
-    def _arg_filter(self, f: ArgFilter, args: list, kind: int) -> FilterC:
-        slot = self._slot(f, args)
+    def _arg_filter(self, f: ArgFilter, args: list, kind: int, hook: object) -> FilterC:
+        slot = self._slot(f, args, hook)
         info: ArgInfo = args[slot][1]
         op = f.operator
         t = info.type
@@ -498,6 +536,9 @@ class Compiler:
         op = f.operator
         if op in ("InMap", "NotInMap"):
             for v in f.values:
+                if str(v).startswith("list:"):
+                    fc.ints += self._list_numbers(str(v)[5:], f.loc)
+                    continue
                 lo, _, hi = str(v).partition(":")
                 a = parse_int(lo, f.loc)
                 b = parse_int(hi, f.loc) if hi else a
@@ -515,6 +556,24 @@ class Compiler:
             fc.vals = [parse_int(v, f.loc) for v in f.values]
         if len(fc.vals) > GEN_MAX_VALUES:
             raise _err(f.loc, "limit", f"at most {GEN_MAX_VALUES} values inline; use InMap for more")
+
+    def _list_numbers(self, name: str, loc: Loc) -> list[int]:
+        lst = self.lists.get(name)
+        if lst is None:
+            raise _err(loc, "unknown-list", f"no list named {name} in spec.lists")
+        nums = syscall_numbers()
+        if not nums:
+            raise _err(loc, "unavailable-hook", "syscall numbers are unknown here (no asm/unistd_64.h; "
+                       "apt-get install linux-libc-dev)")
+        out = []
+        for call in getattr(lst, "values", ()):
+            name_ = syscall_name(call)
+            if call.startswith("__ia32_"):
+                continue  # 32-bit compat entry points have other numbers
+            if name_ not in nums:
+                raise _err(loc, "bad-value", f"list {name}: unknown syscall {call}")
+            out.append(nums[name_])
+        return out
 
     def _ret_filter(self, f: ArgFilter) -> FilterC:
         if f.operator not in INT_OPS:

@@ -85,7 +85,7 @@ class PolicyState:
     links: list[Link] = field(default_factory=list)
     filter_ids: list[int] = field(default_factory=list)
     map_keys: list[tuple[int, Any]] = field(default_factory=list)  # (map fd, key) to delete on removal
-    bin_slots: list[int] = field(default_factory=list)
+    bin_slots: list[tuple[str, tuple[str, ...], bool]] = field(default_factory=list)
     compiled: CompiledPolicy | None = None
 
     def summary(self, stats: dict[str, int]) -> dict[str, Any]:
@@ -124,6 +124,7 @@ class PolicyManager:
         self._bin_prefix: dict[bytes, int] = {}
         self._bin_postfix: dict[bytes, int] = {}
         self._follow_mask = 0
+        self._slot_of: dict[tuple[str, tuple[str, ...], bool], tuple[int, int]] = {}  # key -> (slot, refs)
         self._lock = threading.RLock()
         self.unknown_hook = 0
         self.ncpu = libbpf.lib().libbpf_num_possible_cpus()
@@ -313,10 +314,19 @@ class PolicyManager:
 
     # --- matchBinaries ------------------------------------------------------------
     def _bin_slot(self, st: PolicyState, kind: str, paths: list[str], follow: bool) -> int:
+        """One slot per distinct (operator, values, followChildren): a policy
+        hooking 300 syscalls with the same matchBinaries uses one slot."""
+        key = (kind, tuple(sorted(paths)), follow)
+        if key in self._slot_of:
+            slot, refs = self._slot_of[key]
+            self._slot_of[key] = (slot, refs + 1)
+            st.bin_slots.append(key)
+            return slot
         if not self._free_slots:
-            raise KerneyeError(f"all {BIN_SLOTS} matchBinaries slots are in use")
+            raise KerneyeError(f"all {BIN_SLOTS} distinct matchBinaries filters are in use; delete policies first")
         slot = self._free_slots.pop()
-        st.bin_slots.append(slot)
+        self._slot_of[key] = (slot, 1)
+        st.bin_slots.append(key)
         bit = 1 << slot
         table = {"eq": self._bin_exact, "prefix": self._bin_prefix, "postfix": self._bin_postfix}[kind]
         for p in paths:
@@ -398,7 +408,12 @@ class PolicyManager:
             maps.delete(fd, k)
         st.map_keys.clear()
         if st.bin_slots:
-            for slot in st.bin_slots:
+            for key in st.bin_slots:
+                slot, refs = self._slot_of[key]
+                if refs > 1:
+                    self._slot_of[key] = (slot, refs - 1)
+                    continue
+                del self._slot_of[key]
                 bit = 1 << slot
                 for table in (self._bin_exact, self._bin_prefix, self._bin_postfix):
                     for key in list(table):
@@ -417,8 +432,10 @@ class PolicyManager:
         return HookRuntime(hid, policy, hc, dict(hc.header), decs)
 
     @staticmethod
-    def _decoder(info: Any) -> Callable[[bytes, bool], dict[str, Any]]:
+    def _decoder(info: Any) -> Callable[[bytes, bool], dict[str, Any]] | None:
         t, key, label = info.type, info.json_key, info.label
+        if t == GenArgType.NONE:
+            return None
 
         def wrap(d: dict[str, Any]) -> dict[str, Any]:
             if label:
@@ -479,6 +496,8 @@ class PolicyManager:
         tail = raw[_MSG_SIZE:]
         args = []
         for i, dec in enumerate(rt.decoders):
+            if dec is None:
+                continue  # nop
             off, ln = m.arg_off[i], m.arg_len[i]
             args.append(dec(tail[off:off + ln], bool(m.arg_trunc >> i & 1)))
         hc = rt.compiled
