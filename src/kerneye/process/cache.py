@@ -35,6 +35,7 @@ class ProcessCache:
         self.grace_s = grace_s
         self._by_id: OrderedDict[str, Process] = OrderedDict()
         self._by_pid: dict[int, str] = {}
+        self._by_key: dict[tuple[int, int], Process] = {}  # (pid, ktime): the hot-path index
         self._pending: dict[str, float] = {}
         self.stats = CacheStats()
 
@@ -47,6 +48,7 @@ class ProcessCache:
             return  # already known (duplicate procfs/kernel report)
         p.refcnt = 1
         self._by_id[p.exec_id] = p
+        self._by_key[(p.pid, p.ktime)] = p
         self._by_pid[p.pid] = p.exec_id
         parent = self._by_id.get(p.parent_exec_id)
         if parent is not None:
@@ -70,6 +72,10 @@ class ProcessCache:
         else:
             self._by_id.move_to_end(exec_id)
         return p
+
+    def get_by_key(self, pid: int, ktime: int) -> Process | None:
+        """Lookup by the kernel's identity, without building the exec_id."""
+        return self._by_key.get((pid, ktime))
 
     def get_by_pid(self, pid: int) -> Process | None:
         """The newest process known for a host PID."""
@@ -108,6 +114,8 @@ class ProcessCache:
     def _drop(self, eid: str) -> None:
         p = self._by_id.pop(eid, None)
         self._pending.pop(eid, None)
+        if p is not None:
+            self._by_key.pop((p.pid, p.ktime), None)
         if p is not None and self._by_pid.get(p.pid) == eid:
             del self._by_pid[p.pid]
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import json
+import json.encoder as json_encoder
+import struct
 import ipaddress
 import logging
 import os
@@ -31,7 +34,7 @@ from ..policy.compile import CompiledPolicy, Compiler, HookC, SelectorC
 from ..policy.errors import PolicyError
 from ..policy.model import TracingPolicy
 from ..process.caps import CAP_NAMES
-from ..process.identity import exec_id
+from ..process.identity import exec_id, rfc3339
 from .base import Sensor
 
 log = logging.getLogger("kerneye.policy")
@@ -65,6 +68,33 @@ def _ip(addr16: bytes, family: int) -> str:
     return socket.inet_ntop(socket.AF_INET6, addr16)
 
 
+def _header_struct() -> struct.Struct:
+    """struct.Struct over msg_generic built from the generated ctypes mirror
+    (one unpack_from per event instead of a ctypes copy), checked for size."""
+    codes = {ctypes.c_uint8: "B", ctypes.c_uint16: "H", ctypes.c_uint32: "I", ctypes.c_uint64: "Q",
+             ctypes.c_int64: "q", ctypes.c_int32: "i"}
+    fmt = "<"
+
+    def walk(cls: Any) -> None:
+        nonlocal fmt
+        for name, ct in cls._fields_:
+            if isinstance(ct, type) and issubclass(ct, ctypes.Structure):
+                walk(ct)
+            elif hasattr(ct, "_length_"):
+                fmt += f"{ct._length_}{codes[ct._type_]}"
+            else:
+                fmt += codes[ct]
+
+    walk(MsgGeneric)
+    st = struct.Struct(fmt)
+    assert st.size == ctypes.sizeof(MsgGeneric), "msg_generic mirror and struct format disagree"
+    return st
+
+
+_HDR = _header_struct()
+_enc = json_encoder.encode_basestring  # C-accelerated JSON string quoting
+
+
 @dataclass
 class HookRuntime:
     hook_id: int
@@ -72,6 +102,10 @@ class HookRuntime:
     compiled: HookC
     header_fragment: dict[str, Any]
     decoders: list[Callable[[bytes, bool], dict[str, Any]]]
+    fast: list[tuple[int, Callable[[bytes, bool], str]]] = field(default_factory=list)
+    head_json: str = ""   # ',"function_name":"…","args":['
+    tail_json: str = ""   # ',"policy_name":"…","message":…,"tags":[…]'
+    ret_key: str = ""
 
 
 @dataclass
@@ -127,6 +161,9 @@ class PolicyManager:
         self._slot_of: dict[tuple[str, tuple[str, ...], bool], tuple[int, int]] = {}  # key -> (slot, refs)
         self._lock = threading.RLock()
         self.unknown_hook = 0
+        self._node_json = json.dumps(node)
+        self._ts_sec = -1
+        self._ts_prefix = ""
         self.ncpu = libbpf.lib().libbpf_num_possible_cpus()
 
     # --- sensor ---------------------------------------------------------------
@@ -429,7 +466,41 @@ class PolicyManager:
     # --- decoding -------------------------------------------------------------------
     def _runtime(self, hid: int, policy: str, hc: HookC) -> HookRuntime:
         decs = [self._decoder(info) for _spec, info, _g in hc.args]
-        return HookRuntime(hid, policy, hc, dict(hc.header), decs)
+        rt = HookRuntime(hid, policy, hc, dict(hc.header), decs)
+        rt.fast = [(i, self._fast(info, d)) for i, ((_s, info, _g), d) in enumerate(zip(hc.args, decs)) if d is not None]
+        head = "".join(f',{json.dumps(k)}:{json.dumps(v)}' for k, v in hc.header.items())
+        rt.head_json = head + ',"args":['
+        tail = f',"policy_name":{json.dumps(policy)}'
+        if hc.message:
+            tail += f',"message":{json.dumps(hc.message)}'
+        if hc.tags:
+            tail += f',"tags":{json.dumps(list(hc.tags))}'
+        rt.tail_json = tail
+        rt.ret_key = hc.ret.json_key if hc.ret is not None else ""
+        return rt
+
+    @staticmethod
+    def _fast(info: Any, slow: Callable[[bytes, bool], dict[str, Any]]) -> Callable[[bytes, bool], str]:
+        """JSON fragment of one argument, without building dicts for the
+        common types (ints and strings); others go through the dict path."""
+        t, key = info.type, info.json_key
+        lab = f',"label":{json.dumps(info.label)}' if info.label else ""
+        if t == GenArgType.STRING:
+            pre = '{"' + key + '":'
+            post = lab + "}"
+            return lambda b, tr: pre + _enc(b.decode("utf-8", "backslashreplace")) + post
+        if t in (GenArgType.S64, GenArgType.S32, GenArgType.S16, GenArgType.S8, GenArgType.U64, GenArgType.U32,
+                 GenArgType.U16, GenArgType.U8):
+            signed = t in (GenArgType.S64, GenArgType.S32, GenArgType.S16, GenArgType.S8)
+            pre = '{"' + key + '":'
+            post = lab + "}"
+            frm = int.from_bytes
+            return lambda b, tr: pre + str(frm(b[:8], "little", signed=signed)) + post
+        if t == GenArgType.FD:
+            pre = '{"' + key + '":{"path":'
+            post = "}" + lab + "}"
+            return lambda b, tr: pre + _enc(b[8:].decode("utf-8", "backslashreplace")) + post
+        return lambda b, tr: json.dumps(slow(b, tr), ensure_ascii=False, separators=(",", ":"))
 
     @staticmethod
     def _decoder(info: Any) -> Callable[[bytes, bool], dict[str, Any]] | None:
@@ -488,41 +559,40 @@ class PolicyManager:
         return lambda b, tr: wrap({key: int.from_bytes(b[:8], "little", signed=signed)})
 
     def handle(self, raw: bytes) -> None:
-        m = MsgGeneric.from_buffer_copy(raw)
-        rt = self.hooks.get(m.hook_id)
+        """Hot path: one struct unpack, cached per-hook JSON fragments, cached
+        process JSON; no per-event dicts for ints, strings and fd paths."""
+        h = _HDR.unpack_from(raw)
+        # h: op flags pad size ktime | pid pad ktime | hook tid sel flags ret signal trunc | off*5 len*5 | pad
+        rt = self.hooks.get(h[8])
         if rt is None:
             self.unknown_hook += 1  # the policy was removed while events were in flight
             return
-        tail = raw[_MSG_SIZE:]
-        args = []
-        for i, dec in enumerate(rt.decoders):
-            if dec is None:
-                continue  # nop
-            off, ln = m.arg_off[i], m.arg_len[i]
-            args.append(dec(tail[off:off + ln], bool(m.arg_trunc >> i & 1)))
+        base = _MSG_SIZE
+        trunc = h[14]
+        parts = []
+        for i, fn in rt.fast:
+            s = base + h[15 + i]
+            parts.append(fn(raw[s:s + h[20 + i]], bool(trunc >> i & 1)))
         hc = rt.compiled
-        extra: dict[str, Any] = dict(rt.header_fragment)
-        extra["args"] = args
-        if m.flags & GenMsgFlag.RETURN and hc.ret is not None:
-            extra["return"] = {hc.ret.json_key: int(m.ret)}
-        sel = hc.selectors[m.sel] if hc.selectors and m.sel < len(hc.selectors) else None
-        if m.flags & GenMsgFlag.SIGNALED and sel is not None:
-            extra["action"] = sel.action_name
+        mflags = h[11]
+        frag = [rt.head_json, ",".join(parts), "]"]
+        if mflags & GenMsgFlag.RETURN and rt.ret_key:
+            frag.append(f',"return":{{"{rt.ret_key}":{h[12]}}}')
+        sel = h[10]
+        if mflags & GenMsgFlag.SIGNALED and hc.selectors and sel < len(hc.selectors):
+            frag.append(f',"action":"{hc.selectors[sel].action_name}"')
         else:
-            extra["action"] = "KPROBE_ACTION_POST"
-        extra["policy_name"] = rt.policy
-        if hc.message:
-            extra["message"] = hc.message
-        if hc.tags:
-            extra["tags"] = list(hc.tags)
-        t = self.clock.wall(m.common.ktime)
-        key = (m.key.pid, m.key.ktime, m.tid)
-        if not self._try_emit(hc.event_kind, key, extra, t, False):
-            self.eventcache.park(lambda final: self._try_emit(hc.event_kind, key, extra, t, final))
+            frag.append(',"action":"KPROBE_ACTION_POST"')
+        frag.append(rt.tail_json)
+        body = "".join(frag)
+        t = self.clock.wall(h[4])
+        key = (h[5], h[7], h[9])
+        if not self._try_emit(hc.event_kind, key, body, t, False):
+            self.eventcache.park(lambda final: self._try_emit(hc.event_kind, key, body, t, final))
 
-    def _try_emit(self, kind: str, key: tuple[int, int, int], extra: dict[str, Any], t: int, final: bool) -> bool:
+    def _try_emit(self, kind: str, key: tuple[int, int, int], body: str, t: int, final: bool) -> bool:
         pid, ktime, tid = key
-        proc = self.cache.get(exec_id(self.node, ktime, pid)) if ktime else None
+        proc = self.cache.get_by_key(pid, ktime) if ktime else None
         if proc is None:
             proc = self.cache.get_by_pid(pid)
         if proc is None:
@@ -535,6 +605,19 @@ class PolicyManager:
                            start_time_ns=0, cred=Cred(0, 0, 0, 0, 0, 0, 0, 0), cap_permitted=0, cap_effective=0,
                            cap_inheritable=0, ns={}, ns_is_host={}, cgroup_id=0, cgroup_path="", docker="")
         parent = self.cache.get(proc.parent_exec_id) if proc.parent_exec_id else None
-        self.emit(Event(kind, proc, parent, t, self.node, extra,
-                        ancestors=self.cache.ancestors(proc) if self.ancestors else None))
+        ancestors = self.cache.ancestors(proc) if self.ancestors else None
+        parts = ['{"', kind, '":{"process":', proc.json()]
+        if parent is not None:
+            parts += [',"parent":', parent.json()]
+        if ancestors:
+            parts += [',"ancestors":[', ",".join(a.json() for a in ancestors), "]"]
+        parts += [body, '},"node_name":', self._node_json, ',"time":"', self._ts(t), '"}']
+        self.emit(Event(kind, proc, parent, t, self.node, ancestors=ancestors, _json="".join(parts)))
         return True
+
+    def _ts(self, ns: int) -> str:
+        secs, frac = divmod(ns, 1_000_000_000)
+        if secs != self._ts_sec:
+            self._ts_sec = secs
+            self._ts_prefix = rfc3339(secs * 1_000_000_000)[:-11]
+        return f"{self._ts_prefix}.{frac:09d}Z"
