@@ -16,6 +16,7 @@ struct msg_clone _msg_clone = {};
 struct execve_map_value _execve_map_value = {};
 struct gen_arg_spec _gen_arg_spec = {};
 struct gen_hook _gen_hook = {};
+struct gen_slot _gen_slot = {};
 struct gen_filter _gen_filter = {};
 struct gen_selector _gen_selector = {};
 struct gen_str_key _gen_str_key = {};

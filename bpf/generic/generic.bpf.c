@@ -34,6 +34,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define ARG_MASK (2 * GEN_ARG_MAX - 1)
 
 enum { PH_ENTRY = 0, PH_EXIT = 1 };
+enum src_kind { SRC_SYS_ENTER = 0, SRC_SYS_EXIT = 1, SRC_TP = 2, SRC_UPROBE = 3, SRC_URETPROBE = 4 };
 
 /* What is stashed between entry and exit of a return hook. */
 struct gen_stash {
@@ -58,6 +59,10 @@ struct gen_heap {
 	__u32 soff;       /* string offset in tail */
 	__u64 hash;
 	void *ctx;
+	struct pt_regs regs; /* uprobe register copy */
+	__u32 slot;
+	__u32 src;           /* enum src_kind */
+	__s64 exit_ret;
 	__u32 walk_pid;
 	__u32 walk_hit;
 	struct task_struct *walk_task;
@@ -77,6 +82,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct gen_hook);
 } kerneye_hooks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, GEN_MAX_HOOKS);
+	__type(key, __u32);
+	__type(value, struct gen_slot);
+} kerneye_slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -340,7 +352,7 @@ static long read_arg(__u64 i, void *unused)
 			gs.state = BPF_CORE_READ(sk, __sk_common.skc_state);
 			gs.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
 			gs.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-			gs.cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+			gs.cookie = (__u64)sk; /* as Tetragon: the socket's address identifies it */
 			if (gs.family == AF_INET) {
 				map_v4(gs.saddr, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
 				map_v4(gs.daddr, BPF_CORE_READ(sk, __sk_common.skc_daddr));
@@ -375,17 +387,17 @@ static long read_arg(__u64 i, void *unused)
 /* ------------------------------------------------------------------ */
 /* filters                                                             */
 
-FUNC_INLINE int int_match(struct gen_filter *f, __s64 v, int is_unsigned)
+FUNC_INLINE int int_match_op(struct gen_filter *f, __u8 op, __s64 v, int is_unsigned)
 {
 	int j, hit = 0;
 
-	switch (f->op) {
+	switch (op) {
 	case GOP_EQ:
 	case GOP_NEQ:
 		for (j = 0; j < GEN_MAX_VALUES; j++)
 			if (j < f->nvals && (__s64)f->vals[j] == v)
 				hit = 1;
-		return f->op == GOP_EQ ? hit : !hit;
+		return op == GOP_EQ ? hit : !hit;
 	case GOP_GT:
 		return is_unsigned ? (__u64)v > f->vals[0] : v > (__s64)f->vals[0];
 	case GOP_LT:
@@ -400,16 +412,21 @@ FUNC_INLINE int int_match(struct gen_filter *f, __s64 v, int is_unsigned)
 		for (j = 0; j + 1 < GEN_MAX_VALUES; j += 2)
 			if (j < f->nvals && (__s64)f->vals[j] <= v && v <= (__s64)f->vals[j + 1])
 				hit = 1;
-		return f->op == GOP_RANGE ? hit : !hit;
+		return op == GOP_RANGE ? hit : !hit;
 	case GOP_IN_MAP:
 	case GOP_NOT_IN_MAP: {
 		struct gen_int_key k = { .id = f->id, .val = v };
 
 		hit = bpf_map_lookup_elem(&kerneye_int_set, &k) != NULL;
-		return f->op == GOP_IN_MAP ? hit : !hit;
+		return op == GOP_IN_MAP ? hit : !hit;
 	}
 	}
 	return 0;
+}
+
+FUNC_INLINE int int_match(struct gen_filter *f, __s64 v, int is_unsigned)
+{
+	return int_match_op(f, f->op, v, is_unsigned);
 }
 
 FUNC_INLINE int port_match(struct gen_filter *f, __u16 port)
@@ -628,9 +645,9 @@ static long filter_cb(__u64 i, void *unused)
 			case GOP_NOT_SPORT: ok = !port_match(f, p_s); break;
 			case GOP_DPORT: ok = port_match(f, p_d); break;
 			case GOP_NOT_DPORT: ok = !port_match(f, p_d); break;
-			case GOP_FAMILY: f->op = GOP_EQ; ok = int_match(f, fam, 1); f->op = GOP_FAMILY; break;
-			case GOP_PROTOCOL: f->op = GOP_EQ; ok = int_match(f, proto, 1); f->op = GOP_PROTOCOL; break;
-			case GOP_STATE: f->op = GOP_EQ; ok = int_match(f, state, 1); f->op = GOP_STATE; break;
+			case GOP_FAMILY: ok = int_match_op(f, GOP_EQ, fam, 1); break;
+			case GOP_PROTOCOL: ok = int_match_op(f, GOP_EQ, proto, 1); break;
+			case GOP_STATE: ok = int_match_op(f, GOP_EQ, state, 1); break;
 			}
 		} else {
 			ok = int_match(f, h->st.ival[a], type == GT_U64 || type == GT_U32 || type == GT_U16 || type == GT_U8);
@@ -765,23 +782,27 @@ static long sel_cb(__u64 s, void *ctx)
 static long hash_cb(__u64 i, void *unused)
 {
 	struct gen_heap *h = heap();
-	__u64 v = 0;
-	__u32 off;
+	__u32 off, len;
+	int k;
 
 	if (!h || i >= GEN_MAX_ARGS)
 		return 1;
 	off = h->st.m.arg_off[i];
-	/* first 40 bytes of each argument, as Tetragon's rate limit */
-	bpf_probe_read_kernel(&v, 8, &h->st.data[off & TAIL_MASK]);
-	h->hash = (h->hash ^ v) * 0x100000001b3ULL;
-	bpf_probe_read_kernel(&v, 8, &h->st.data[(off + 8) & TAIL_MASK]);
-	h->hash = (h->hash ^ v) * 0x100000001b3ULL;
-	bpf_probe_read_kernel(&v, 8, &h->st.data[(off + 16) & TAIL_MASK]);
-	h->hash = (h->hash ^ v) * 0x100000001b3ULL;
-	bpf_probe_read_kernel(&v, 8, &h->st.data[(off + 24) & TAIL_MASK]);
-	h->hash = (h->hash ^ v) * 0x100000001b3ULL;
-	bpf_probe_read_kernel(&v, 8, &h->st.data[(off + 32) & TAIL_MASK]);
-	h->hash = (h->hash ^ v ^ h->st.m.arg_len[i]) * 0x100000001b3ULL;
+	len = h->st.m.arg_len[i];
+	/* the first 40 bytes of each argument, as Tetragon's rate limit; bytes
+	 * past the argument's length are masked (the scratch is not cleared) */
+	for (k = 0; k < 5; k++) {
+		__u64 v = 0;
+		__u32 valid = len > (__u32)k * 8 ? len - k * 8 : 0;
+
+		if (!valid)
+			break;
+		bpf_probe_read_kernel(&v, 8, &h->st.data[(off + k * 8) & TAIL_MASK]);
+		if (valid < 8)
+			v &= (1ULL << (valid * 8)) - 1;
+		h->hash = (h->hash ^ v) * 0x100000001b3ULL;
+	}
+	h->hash = (h->hash ^ len) * 0x100000001b3ULL;
 	return 0;
 }
 
@@ -818,7 +839,9 @@ FUNC_INLINE int act_and_post(struct gen_heap *h, struct gen_hook *hook, __u32 s)
 	if (actions & AF_NOPOST)
 		return 0;
 	if (sel && sel->rate_limit_ms) {
-		struct rate_key rk = { .hook_id = h->hook_id, .sel = s };
+		/* policy_id is the install generation: a re-added policy that gets
+		 * the same hook id starts with a clean rate-limit state */
+		struct rate_key rk = { .hook_id = h->hook_id, .sel = (hook->policy_id << 4) | s };
 		__u64 now = bpf_ktime_get_ns(), *last;
 
 		rk.scope = sel->rate_scope == 0 ? tgid_pid : sel->rate_scope == 1 ? tgid : 0;
@@ -926,119 +949,150 @@ FUNC_INLINE int gen_exit(struct gen_heap *h, struct gen_hook *hook, __s64 ret)
  * when a policy watches writes or bpf(2), which the agent itself does). */
 const volatile __u32 cfg_self_tgid = 0;
 
-FUNC_INLINE struct gen_hook *begin(void *ctx, struct gen_heap **hp)
+/* Run hook i of the current slot: read its raw arguments for the program
+ * kind, then the entry or exit half of the pipeline. */
+static long hook_cb(__u64 i, void *unused)
 {
-	__u32 id = bpf_get_attach_cookie(ctx);
-	struct gen_hook *hook = bpf_map_lookup_elem(&kerneye_hooks, &id);
+	struct gen_heap *h = heap();
+	struct gen_slot *slot;
+	struct gen_hook *hook;
+	__u32 hid;
+	int j;
+
+	if (!h || i >= GEN_HOOKS_PER_SLOT)
+		return 1;
+	slot = bpf_map_lookup_elem(&kerneye_slots, &h->slot);
+	if (!slot)
+		return 1;
+	hid = slot->hooks[i & (GEN_HOOKS_PER_SLOT - 1)];
+	hook = bpf_map_lookup_elem(&kerneye_hooks, &hid);
+	if (!hook || !(hook->flags & HF_ENABLED))
+		return 0;
+	/* a hook being (re)installed may briefly sit in a slot it does not
+	 * belong to: check both ends agree */
+	if (h->src == SRC_SYS_EXIT || h->src == SRC_URETPROBE) {
+		if (hook->exit_slot != h->slot)
+			return 0;
+	} else if (hook->slot != h->slot) {
+		return 0;
+	}
+	h->hook_id = hid;
+	switch (h->src) {
+	case SRC_SYS_ENTER: {
+		struct trace_event_raw_sys_enter *ctx = h->ctx;
+
+		for (j = 0; j < GEN_MAX_ARGS; j++) {
+			__u8 idx = hook->args[j].index;
+
+			h->raw[j] = 0;
+			if (hook->args[j].src == GS_SYSCALL && idx < 6)
+				bpf_probe_read_kernel(&h->raw[j], 8, &ctx->args[idx]);
+		}
+		gen_entry(h, hook);
+		break;
+	}
+	case SRC_TP: {
+		void *ctx = h->ctx;
+
+		for (j = 0; j < GEN_MAX_ARGS; j++) {
+			struct gen_arg_spec *a = &hook->args[j];
+			__u64 v = 0;
+
+			if (a->src == GS_TP_FIELD) {
+				bpf_probe_read_kernel(&v, a->fsize > 8 ? 8 : a->fsize & 15, ctx + (a->offset & 0xfff));
+			} else if (a->src == GS_TP_DATALOC) {
+				__u32 dl = 0;
+
+				bpf_probe_read_kernel(&dl, 4, ctx + (a->offset & 0xfff));
+				v = (__u64)(ctx + (dl & 0xffff));
+			} else if (a->src == GS_TP_ARRAY) {
+				v = (__u64)(ctx + (a->offset & 0xfff));
+			}
+			h->raw[j] = v;
+		}
+		gen_entry(h, hook);
+		break;
+	}
+	case SRC_UPROBE:
+		for (j = 0; j < GEN_MAX_ARGS; j++) {
+			__u64 v = 0;
+
+			switch (hook->args[j].index) {
+			case 0: v = PT_REGS_PARM1(&h->regs); break;
+			case 1: v = PT_REGS_PARM2(&h->regs); break;
+			case 2: v = PT_REGS_PARM3(&h->regs); break;
+			case 3: v = PT_REGS_PARM4(&h->regs); break;
+			case 4: v = PT_REGS_PARM5(&h->regs); break;
+			}
+			h->raw[j] = v;
+		}
+		gen_entry(h, hook);
+		break;
+	case SRC_SYS_EXIT:
+	case SRC_URETPROBE:
+		gen_exit(h, hook, h->exit_ret);
+		break;
+	}
+	return 0;
+}
+
+FUNC_INLINE int run_slot(void *ctx, __u32 src)
+{
+	__u32 sid = bpf_get_attach_cookie(ctx);
+	struct gen_slot *slot;
 	struct gen_heap *h;
 
-	if (!hook || !(hook->flags & HF_ENABLED))
-		return NULL;
 	if (cfg_self_tgid && (bpf_get_current_pid_tgid() >> 32) == cfg_self_tgid)
-		return NULL;
+		return 0;
+	slot = bpf_map_lookup_elem(&kerneye_slots, &sid);
+	if (!slot || !slot->n)
+		return 0;
 	h = heap();
 	if (!h)
-		return NULL;
-	h->hook_id = id;
+		return 0;
+	h->slot = sid;
+	h->src = src;
 	h->ctx = ctx;
-	*hp = h;
-	return hook;
-}
+	if (src == SRC_SYS_EXIT) {
+		long ret = 0;
 
-SEC("tracepoint")
-int kerneye_gen_sys_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	struct gen_heap *h;
-	struct gen_hook *hook = begin(ctx, &h);
-	int i;
-
-	if (!hook)
-		return 0;
-	for (i = 0; i < GEN_MAX_ARGS; i++) {
-		__u8 idx = hook->args[i].index;
-
-		h->raw[i] = 0;
-		if (hook->args[i].src == GS_SYSCALL && idx < 6)
-			bpf_probe_read_kernel(&h->raw[i], 8, &ctx->args[idx]);
+		bpf_probe_read_kernel(&ret, sizeof(ret), &((struct trace_event_raw_sys_exit *)ctx)->ret);
+		h->exit_ret = ret;
+	} else if (src == SRC_UPROBE || src == SRC_URETPROBE) {
+		/* a copy: the verifier forbids variable-offset loads from ctx */
+		bpf_probe_read_kernel(&h->regs, sizeof(h->regs), ctx);
+		h->exit_ret = PT_REGS_RC(&h->regs);
 	}
-	return gen_entry(h, hook);
+	bpf_loop(slot->n & (GEN_HOOKS_PER_SLOT * 2 - 1), hook_cb, NULL, 0);
+	return 0;
 }
 
 SEC("tracepoint")
-int kerneye_gen_sys_exit(struct trace_event_raw_sys_exit *ctx)
+int kerneye_gen_sys_enter(void *ctx)
 {
-	struct gen_heap *h;
-	struct gen_hook *hook = begin(ctx, &h);
-	long ret = 0;
+	return run_slot(ctx, SRC_SYS_ENTER);
+}
 
-	if (!hook)
-		return 0;
-	bpf_probe_read_kernel(&ret, sizeof(ret), &ctx->ret);
-	return gen_exit(h, hook, ret);
+SEC("tracepoint")
+int kerneye_gen_sys_exit(void *ctx)
+{
+	return run_slot(ctx, SRC_SYS_EXIT);
 }
 
 SEC("tracepoint")
 int kerneye_gen_tp(void *ctx)
 {
-	struct gen_heap *h;
-	struct gen_hook *hook = begin(ctx, &h);
-	int i;
-
-	if (!hook)
-		return 0;
-	for (i = 0; i < GEN_MAX_ARGS; i++) {
-		struct gen_arg_spec *a = &hook->args[i];
-		__u64 v = 0;
-
-		if (a->src == GS_TP_FIELD) {
-			bpf_probe_read_kernel(&v, a->fsize > 8 ? 8 : a->fsize & 15, ctx + (a->offset & 0xfff));
-		} else if (a->src == GS_TP_DATALOC) {
-			__u32 dl = 0;
-
-			bpf_probe_read_kernel(&dl, 4, ctx + (a->offset & 0xfff));
-			v = (__u64)(ctx + (dl & 0xffff));
-		} else if (a->src == GS_TP_ARRAY) {
-			v = (__u64)(ctx + (a->offset & 0xfff));
-		}
-		h->raw[i] = v;
-	}
-	return gen_entry(h, hook);
+	return run_slot(ctx, SRC_TP);
 }
 
 SEC("uprobe")
 int kerneye_gen_uprobe(struct pt_regs *ctx)
 {
-	struct gen_heap *h;
-	struct gen_hook *hook = begin(ctx, &h);
-	struct pt_regs regs;
-	int i;
-
-	if (!hook)
-		return 0;
-	/* a copy: the verifier forbids variable-offset loads from ctx */
-	bpf_probe_read_kernel(&regs, sizeof(regs), ctx);
-	for (i = 0; i < GEN_MAX_ARGS; i++) {
-		__u64 v = 0;
-
-		switch (hook->args[i].index) {
-		case 0: v = PT_REGS_PARM1(&regs); break;
-		case 1: v = PT_REGS_PARM2(&regs); break;
-		case 2: v = PT_REGS_PARM3(&regs); break;
-		case 3: v = PT_REGS_PARM4(&regs); break;
-		case 4: v = PT_REGS_PARM5(&regs); break;
-		}
-		h->raw[i] = v;
-	}
-	return gen_entry(h, hook);
+	return run_slot(ctx, SRC_UPROBE);
 }
 
 SEC("uretprobe")
 int kerneye_gen_uretprobe(struct pt_regs *ctx)
 {
-	struct gen_heap *h;
-	struct gen_hook *hook = begin(ctx, &h);
-
-	if (!hook)
-		return 0;
-	return gen_exit(h, hook, PT_REGS_RC(ctx));
+	return run_slot(ctx, SRC_URETPROBE);
 }

@@ -128,7 +128,7 @@ class Agent:
         self.policies = PolicyManager(self.cfg.bpf_dir, self.sensors.shared_fds,
                                       Compiler(self.tracker.host_ns, self.features), self.cfg.node_name, self.clock,
                                       self.cache, self.eventcache, self.emit, self.cfg.enable_ancestors,
-                                      self.cfg.rb_wakeup_bytes)
+                                      self.cfg.rb_wakeup_bytes, self.cfg.policy_events_full_process)
         self.sensors.load(self.policies.sensor())
 
     def _load_static_policies(self) -> None:

@@ -34,13 +34,14 @@ class AgentConfig:
     rb_size: int = 16 << 20
     rb_wakeup_bytes: int = 256 << 10
     rb_poll_ms: float = 10.0
-    queue_batches: int = 4096
+    queue_batches: int = 64
     process_cache_size: int = 65536
     process_cache_grace_s: float = 30.0
     procfs_scan: bool = True
     tracing_policies: list[str] = field(default_factory=list)
     tracing_policy_dir: str = ""
-    policy_mode: str = ""  # override for every static policy: monitor | enforce
+    policy_mode: str = ""
+    policy_events_full_process: bool = False  # caps/ns/creds in process_kprobe etc. too  # override for every static policy: monitor | enforce
     api: bool = True
     log_level: str = "info"
 

@@ -322,10 +322,6 @@ def test_rate_limit_scope(A: ActionTest, scope: str, want: int) -> None:
     assert A.counted()["nratelimited"] == 5 - want
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kerneye bug: hash_cb in bpf/generic/generic.bpf.c hashes 40 bytes at each argument's offset whatever the "
-    "argument's length, so bytes left in the per-CPU event tail by earlier (even filtered-out) calls make "
-    "identical short arguments hash differently and escape the rate limit"))
 def test_rate_limit_ignores_bytes_past_the_argument(A: ActionTest) -> None:
     short = f"/tmp/krl-{A.tag}"  # shorter than 40 bytes
     A.add([openat_hook(prefix(short, {"action": "Post", "rateLimit": "1m"}))])
@@ -337,9 +333,6 @@ def test_rate_limit_ignores_bytes_past_the_argument(A: ActionTest) -> None:
     assert [_path(e) for e in A.events()] == [short, short + "-end"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kerneye bug: PolicyManager (src/kerneye/sensors/generic.py) reuses a deleted policy's hook ids without "
-    "clearing their kerneye_rate entries, so a new policy inherits the old one's rate-limit state"))
 def test_rate_limit_state_does_not_outlive_the_policy(A: ActionTest) -> None:
     # global scope: the two rounds run in different processes
     hook = openat_hook(prefix(A.d + "/", {"action": "Post", "rateLimit": "1m", "rateLimitScope": "global"}))
@@ -358,10 +351,6 @@ def test_rate_limit_state_does_not_outlive_the_policy(A: ActionTest) -> None:
 # counters
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kerneye bug: PolicyManager._install_hook/_teardown (src/kerneye/sensors/generic.py) never reset "
-    "kerneye_hook_stats[hook_id]; hook ids are reused (LIFO free list), so a new policy starts with the "
-    "npost/nenforce/nmonitor/nratelimited counts of the policy deleted before it"))
 def test_counters_start_at_zero(A: ActionTest) -> None:
     first = f"{A.name}-first"
     A.add([openat_hook(prefix(A.path("f-")))], name=first)
@@ -450,19 +439,10 @@ def test_delete_stops_events_and_spares_other_policies(A: ActionTest) -> None:
     _steady_with_churn(A, lambda p: write_hook(prefix(p, index=0)), lambda p: ["write", p, "x"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kerneye bug: a second policy hooking the same syscall fails to load (tracingpolicy add: cannot attach to "
-    "tracepoint syscalls/sys_enter_openat: File exists): PolicyManager._install_hook attaches the single "
-    "kerneye_gen_sys_enter program once per hook and the kernel refuses the same program twice on one tracepoint"))
 def test_delete_spares_other_policies_on_the_same_syscall(A: ActionTest) -> None:
     _steady_with_churn(A, lambda p: openat_hook(prefix(p)), lambda p: ["open", p])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kerneye bug: PolicyManager._sync_bins (src/kerneye/sensors/generic.py) rewrites the shared matchBinaries "
-    "maps (kerneye_bin_names/_prefix/_postfix) by deleting every key and then adding them back, on every add and "
-    "delete of a policy with matchBinaries; a process that execs inside that window gets no bit for the OTHER "
-    "policies' binaries and is never matched by them"))
 def test_matchbinaries_policy_churn_spares_other_policies(A: ActionTest) -> None:
     bindir = A.path("bin")
     os.mkdir(bindir)

@@ -254,14 +254,27 @@ enum gen_hook_flag {
 };
 
 struct gen_hook {
-	__u32 policy_id;
+	__u32 policy_id; /* install generation: keys rate-limit state */
 	__u32 flags;    /* enum gen_hook_flag */
 	__u8 kind;      /* enum gen_hook_kind */
 	__u8 nargs;
 	__u8 nsel;
 	__u8 ret_type;  /* enum gen_arg_type of the return value */
-	__u32 pad;
+	__u16 slot;     /* attachment slot of the entry program */
+	__u16 exit_slot;/* attachment slot of the exit program (return hooks) */
 	struct gen_arg_spec args[GEN_MAX_ARGS];
+};
+
+/* One attachment (a tracepoint, or a uprobe location) serves every hook on
+ * it: the kernel refuses the same program twice on one tracepoint, so the
+ * program is attached once with the slot index as cookie and runs the
+ * slot's hooks in order. */
+#define GEN_HOOKS_PER_SLOT 16
+
+struct gen_slot {
+	__u32 n;
+	__u32 pad;
+	__u32 hooks[GEN_HOOKS_PER_SLOT];
 };
 
 enum gen_filter_kind {

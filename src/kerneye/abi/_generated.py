@@ -25,6 +25,7 @@ GEN_ARG_MAX = 4096
 GEN_PATH_MAX = 4096
 GEN_MAX_HOOKS = 4096
 GEN_BIN_SLOTS = 64
+GEN_HOOKS_PER_SLOT = 16
 
 
 class MsgOp(enum.IntEnum):
@@ -346,8 +347,18 @@ class GenHook(ctypes.Structure):
         ("nargs", ctypes.c_uint8),
         ("nsel", ctypes.c_uint8),
         ("ret_type", ctypes.c_uint8),
-        ("pad", ctypes.c_uint32),
+        ("slot", ctypes.c_uint16),
+        ("exit_slot", ctypes.c_uint16),
         ("args", (GenArgSpec * 5)),
+    ]
+
+
+class GenSlot(ctypes.Structure):
+    C_NAME = "gen_slot"
+    _fields_ = [
+        ("n", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+        ("hooks", (ctypes.c_uint32 * 16)),
     ]
 
 
@@ -487,6 +498,7 @@ __all__ = [
     "GEN_PATH_MAX",
     "GEN_MAX_HOOKS",
     "GEN_BIN_SLOTS",
+    "GEN_HOOKS_PER_SLOT",
     "MsgOp",
     "ExecFlag",
     "StatIdx",
@@ -509,6 +521,7 @@ __all__ = [
     "ExecveMapValue",
     "GenArgSpec",
     "GenHook",
+    "GenSlot",
     "GenFilter",
     "GenSelector",
     "GenStrKey",

@@ -26,7 +26,7 @@ _INT = {(1, False): "c_uint8", (2, False): "c_uint16", (4, False): "c_uint32", (
         (1, True): "c_int8", (2, True): "c_int16", (4, True): "c_int32", (8, True): "c_int64"}
 
 STRUCTS = ["msg_common", "msg_execve_key", "msg_cred", "msg_ns", "msg_exec", "msg_exit", "msg_clone",
-           "execve_map_value", "gen_arg_spec", "gen_hook", "gen_filter", "gen_selector", "gen_str_key",
+           "execve_map_value", "gen_arg_spec", "gen_hook", "gen_slot", "gen_filter", "gen_selector", "gen_str_key",
            "gen_addr_key", "gen_int_key", "gen_sockaddr", "gen_sock", "msg_generic", "gen_config",
            "gen_hook_stats"]
 ENUMS = ["msg_op", "exec_flag", "stat_idx", "gen_arg_type", "gen_arg_src", "gen_hook_kind", "gen_hook_flag",

@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--tracing-policy-dir", default="", metavar="DIR", help="load every *.yaml policy in DIR")
     a.add_argument("--policy-mode", choices=["monitor", "enforce"], default=None,
                    help="force this mode on the policies loaded at start")
+    a.add_argument("--policy-events-full-process", action="store_true",
+                   help="full process records (caps, namespaces, credentials) in policy events too")
 
     tp = sub.add_parser("tracingpolicy", aliases=["tp"], help="manage tracing policies of the running agent")
     tps = tp.add_subparsers(dest="tpcmd", metavar="ACTION")
@@ -105,7 +107,7 @@ def cmd_agent(ns: argparse.Namespace) -> int:
         output=ns.output, color=_color(ns.color, sys.stdout), enable_ancestors=ns.enable_ancestors,
         rb_size=ns.rb_size, queue_batches=ns.rb_queue_size, process_cache_size=ns.process_cache_size,
         tracing_policies=ns.tracing_policy, tracing_policy_dir=ns.tracing_policy_dir,
-        policy_mode=ns.policy_mode or "",
+        policy_mode=ns.policy_mode or "", policy_events_full_process=ns.policy_events_full_process,
     )
     agent = Agent(cfg)
 

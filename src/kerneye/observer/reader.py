@@ -1,8 +1,11 @@
 """Ring-buffer reader thread: drains batches into a bounded queue.
 
-The kernel never waits for us: when the queue is full a batch is dropped and
-every record in it is counted in `queue_lost` (Tetragon's queueLost). The
-reader wakes when the kernel signals (enough bytes queued, see
+The kernel never waits for us. The ring buffer (16-64 MiB) is the big
+buffer: when the decoder falls behind and the queue is full, the reader
+stops draining and lets records accumulate in the ring instead of dropping
+them in user space; only a full ring loses events, and the kernel counts
+each one (kerneye_stats). `queue_lost` counts batches dropped at shutdown
+only. The reader wakes when the kernel signals (enough bytes queued, see
 cfg_wakeup_bytes) or every `poll_s`, whichever comes first.
 """
 from __future__ import annotations
@@ -41,9 +44,13 @@ class Reader(threading.Thread):
                 continue
             self.records += len(batch)
             self.batches += 1
-            try:
-                out.put_nowait(batch)
-            except queue.Full:
+            while not self._halt.is_set():
+                try:
+                    out.put(batch, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue  # back-pressure: the ring keeps filling meanwhile
+            else:
                 self.queue_lost += len(batch)
         # final drain so that shutdown loses nothing already produced
         batch = rb.drain()

@@ -62,7 +62,7 @@ class ProcessCache:
         if child.parent_exec_id:
             return
         child.parent_exec_id = parent.exec_id
-        child._dict = child._json = None
+        child._dict = child._json = child._lean = None
         self._ref(parent, +1)
 
     def get(self, exec_id: str) -> Process | None:

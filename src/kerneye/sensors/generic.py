@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..abi.types import (GEN_MAX_SELECTORS, GenAddrKey, GenConfig, GenFilter, GenHook, GenHookFlag, GenHookKind,
+from ..abi.types import (GEN_HOOKS_PER_SLOT, GEN_MAX_SELECTORS, GenSlot, GenAddrKey, GenConfig, GenFilter, GenHook, GenHookFlag, GenHookKind,
                          GenHookStats, GenIntKey, GenMsgFlag, GenSelector, GenStrKey, MsgGeneric, MsgOp, GenArgType,
                          ExecveMapValue, GenFilterKind)
 from ..bpf import libbpf, maps
@@ -116,7 +116,7 @@ class PolicyState:
     state: str = "enabled"   # enabled | disabled | error
     error: str = ""
     hook_ids: list[int] = field(default_factory=list)
-    links: list[Link] = field(default_factory=list)
+    attachments: list[tuple[tuple[Any, ...], int]] = field(default_factory=list)  # (slot key, hook id)
     filter_ids: list[int] = field(default_factory=list)
     map_keys: list[tuple[int, Any]] = field(default_factory=list)  # (map fd, key) to delete on removal
     bin_slots: list[tuple[str, tuple[str, ...], bool]] = field(default_factory=list)
@@ -137,8 +137,9 @@ class PolicyManager:
 
     def __init__(self, bpf_dir: str, shared_fds: dict[str, int], compiler: Compiler, node: str, clock: Any,
                  cache: Any, eventcache: Any, emit: Callable[[Event], None], ancestors: bool = False,
-                 wakeup_bytes: int = 256 << 10) -> None:
+                 wakeup_bytes: int = 256 << 10, full_process: bool = False) -> None:
         self.wakeup_bytes = wakeup_bytes
+        self.full_process = full_process
         self.bpf_dir = bpf_dir
         self.shared_fds = shared_fds
         self.compiler = compiler
@@ -159,6 +160,11 @@ class PolicyManager:
         self._bin_postfix: dict[bytes, int] = {}
         self._follow_mask = 0
         self._slot_of: dict[tuple[str, tuple[str, ...], bool], tuple[int, int]] = {}  # key -> (slot, refs)
+        # attachment slots: one link per tracepoint / uprobe location, shared
+        # by every hook on it (cookie = slot id)
+        self._att: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._free_att = list(range(MAX_HOOKS - 1, -1, -1))
+        self._generation = 0
         self._lock = threading.RLock()
         self.unknown_hook = 0
         self._node_json = json.dumps(node)
@@ -272,36 +278,99 @@ class PolicyManager:
             raise KerneyeError(f"all {MAX_HOOKS} hook slots are in use; delete policies first")
         hid = self._free_hooks.pop()
         st.hook_ids.append(hid)
+        self._generation = (self._generation + 1) & 0x0FFFFFFF
+        if hc.kind == GenHookKind.UPROBE:
+            path, sym, off = hc.attach
+            entry_key: tuple[Any, ...] = ("kerneye_gen_uprobe", path, sym, int(off), False)
+            exit_key: tuple[Any, ...] | None = ("kerneye_gen_uretprobe", path, sym, int(off), True) if hc.is_return else None
+        else:
+            prog = "kerneye_gen_sys_enter" if hc.kind == GenHookKind.SYSCALL else "kerneye_gen_tp"
+            entry_key = (prog, hc.attach[0], hc.attach[1])
+            exit_key = ("kerneye_gen_sys_exit", hc.exit_attach[0], hc.exit_attach[1]) if hc.exit_attach else None
         h = GenHook()
-        h.policy_id = 0
+        h.policy_id = self._generation
         h.flags = GenHookFlag.ENABLED | (GenHookFlag.RETURN if hc.is_return else 0) | (
             GenHookFlag.ENFORCE if st.mode == "enforce" else 0)
         h.kind = hc.kind
         h.nargs = len(hc.args)
         h.nsel = len(hc.selectors)
+        h.slot = self._slot_id(entry_key)
+        h.exit_slot = self._slot_id(exit_key) if exit_key else 0xFFFF
         for i, (_spec, _info, g) in enumerate(hc.args):
             a = h.args[i]
             for k, v in g.items():
                 setattr(a, k, v)
-        # selectors and their value maps first, the hook config last, links at the end
+        # Order matters for events in flight: counters, selectors and value
+        # maps, then the hook config, then the attachment slot (which makes
+        # the hook live).
+        maps.update(self._fd("kerneye_hook_stats"), ctypes.c_uint32(hid), (GenHookStats * self.ncpu)())
         sfd = self._fd("kerneye_selectors")
         for si, sc in enumerate(hc.selectors):
             maps.update(sfd, ctypes.c_uint32(hid * GEN_MAX_SELECTORS + si), self._selector(st, sc))
         self.hooks[hid] = self._runtime(hid, st.name, hc)
         maps.update(self._fd("kerneye_hooks"), ctypes.c_uint32(hid), h)
-        assert self.obj is not None
-        if hc.kind == GenHookKind.UPROBE:
-            path, sym, off = hc.attach
-            st.links.append(self.obj.attach_uprobe("kerneye_gen_uprobe", path, sym or None, int(off), hid))
-            if hc.is_return:
-                st.links.append(self.obj.attach_uprobe("kerneye_gen_uretprobe", path, sym or None, int(off), hid,
-                                                       retprobe=True))
+        if exit_key:
+            self._slot_add(st, exit_key, hid)
+        self._slot_add(st, entry_key, hid)
+
+    def _slot_id(self, key: tuple[Any, ...]) -> int:
+        a = self._att.get(key)
+        if a is None:
+            if not self._free_att:
+                raise KerneyeError(f"all {MAX_HOOKS} attachment slots are in use")
+            a = {"sid": self._free_att.pop(), "link": None, "hooks": []}
+            self._att[key] = a
+        return int(a["sid"])
+
+    def _write_slot(self, a: dict[str, Any]) -> None:
+        v = GenSlot()
+        v.n = len(a["hooks"])
+        for i, hid in enumerate(a["hooks"]):
+            v.hooks[i] = hid
+        maps.update(self._fd("kerneye_slots"), ctypes.c_uint32(a["sid"]), v)
+
+    def _slot_add(self, st: PolicyState, key: tuple[Any, ...], hid: int) -> None:
+        a = self._att[key]
+        if len(a["hooks"]) >= GEN_HOOKS_PER_SLOT:
+            raise KerneyeError(f"{'/'.join(map(str, key[1:3]))} already carries {GEN_HOOKS_PER_SLOT} hooks")
+        a["hooks"].append(hid)
+        self._write_slot(a)
+        st.attachments.append((key, hid))
+        if a["link"] is None:
+            assert self.obj is not None
+            try:
+                if key[0].startswith("kerneye_gen_u"):
+                    _prog, path, sym, off, ret = key
+                    a["link"] = self.obj.attach_uprobe(key[0], path, sym or None, off, a["sid"], retprobe=ret)
+                else:
+                    a["link"] = self.obj.attach_tracepoint(key[0], key[1], key[2], a["sid"])
+            except BaseException:
+                a["hooks"].remove(hid)
+                st.attachments.remove((key, hid))
+                self._release_slot(key)
+                raise
+
+    def _slot_remove(self, key: tuple[Any, ...], hid: int) -> None:
+        a = self._att.get(key)
+        if a is None:
             return
-        prog = "kerneye_gen_sys_enter" if hc.kind == GenHookKind.SYSCALL else "kerneye_gen_tp"
-        st.links.append(self.obj.attach_tracepoint(prog, hc.attach[0], hc.attach[1], hid))
-        if hc.exit_attach:
-            st.links.append(self.obj.attach_tracepoint("kerneye_gen_sys_exit", hc.exit_attach[0],
-                                                       hc.exit_attach[1], hid))
+        if hid in a["hooks"]:
+            a["hooks"].remove(hid)
+        if a["hooks"]:
+            self._write_slot(a)
+        else:
+            self._release_slot(key)
+
+    def _release_slot(self, key: tuple[Any, ...]) -> None:
+        a = self._att[key]
+        if a["hooks"]:
+            return
+        if a["link"] is not None:
+            a["link"].close()
+        if self.obj is not None:
+            maps.update(self._fd("kerneye_slots"), ctypes.c_uint32(a["sid"]), GenSlot())
+        self._free_att.append(a["sid"])
+        del self._att[key]
 
     def _selector(self, st: PolicyState, sc: SelectorC) -> GenSelector:
         s = GenSelector()
@@ -376,24 +445,30 @@ class PolicyManager:
         return slot
 
     def _sync_bins(self) -> None:
-        """Rewrite the binary maps from the Python tables. LPM maps return the
-        longest match only, so each entry carries the bits of its prefixes."""
+        """Bring the binary maps in line with the Python tables. LPM maps
+        return the longest match only, so each entry carries the bits of its
+        prefixes. New and changed entries are written before stale ones are
+        removed, so other policies' matching never sees a gap."""
         def rewrite(fd: int, table: dict[bytes, int], lpm: bool) -> None:
-            for k in list(maps.keys(fd, GenStrKey)):
-                maps.delete(fd, k)
+            want: dict[bytes, int] = {}
             for key, bits in table.items():
                 if lpm:
                     bits = 0
                     for other, obits in table.items():
                         if key.startswith(other):
                             bits |= obits
-                if not bits:
-                    continue
+                if bits:
+                    want[key] = bits
+            for key, bits in want.items():
                 k = GenStrKey()
                 k.s = key
                 if lpm:
                     k.prefixlen = 32 + 8 * len(key)
                 maps.update(fd, k, ctypes.c_uint64(bits))
+            for k in list(maps.keys(fd, GenStrKey)):
+                raw = bytes(k.s).rstrip(b"\0") if not lpm else bytes(k.s)[: (k.prefixlen - 32) // 8]
+                if raw not in want:
+                    maps.delete(fd, k)
 
         rewrite(self.shared_fds["kerneye_bin_names"], self._bin_exact, False)
         rewrite(self.shared_fds["kerneye_bin_prefix"], self._bin_prefix, True)
@@ -401,6 +476,18 @@ class PolicyManager:
         cfg = GenConfig(bin_follow_mask=self._follow_mask,
                         bin_slots_used=int(bool(self._bin_exact or self._bin_prefix or self._bin_postfix)))
         maps.update(self.shared_fds["kerneye_config_map"], ctypes.c_uint32(0), cfg)
+
+    def _clear_bin_bits(self, mask: int) -> None:
+        """A freed slot must not keep matching processes that got its bit."""
+        fd = self.shared_fds["kerneye_execve_map"]
+        for k in list(maps.keys(fd, ctypes.c_uint32)):
+            v = ExecveMapValue()
+            if maps.lookup(fd, k, v) and v.bin_match & mask:
+                v.bin_match &= ~mask
+                try:
+                    maps.update(fd, k, v, maps.BPF_EXIST)
+                except KerneyeError:
+                    pass  # the process exited meanwhile
 
     def _backfill(self, slot: int, kind: str, paths: list[str]) -> None:
         """Processes running before the policy: set their bit for the new slot."""
@@ -431,20 +518,28 @@ class PolicyManager:
                     maps.update(fd, k, v, maps.BPF_EXIST)
 
     def _teardown(self, st: PolicyState) -> None:
-        for lk in st.links:
-            lk.close()
-        st.links.clear()
+        # detach first (the hooks stop firing), then clear state
+        for key, hid in reversed(st.attachments):
+            self._slot_remove(key, hid)
+        st.attachments.clear()
         if self.obj is not None:
             hfd = self._fd("kerneye_hooks")
             for hid in st.hook_ids:
                 maps.update(hfd, ctypes.c_uint32(hid), GenHook())
-                self.hooks.pop(hid, None)
-                self._free_hooks.append(hid)
+            stash = self._fd("kerneye_stash")
+            gone = set(st.hook_ids)
+            for k in list(maps.keys(stash, ctypes.c_uint64)):
+                if k.value & 0xFFFFFFFF in gone:
+                    maps.delete(stash, k)
+        for hid in st.hook_ids:
+            self.hooks.pop(hid, None)
+            self._free_hooks.append(hid)
         st.hook_ids.clear()
         for fd, k in st.map_keys:
             maps.delete(fd, k)
         st.map_keys.clear()
         if st.bin_slots:
+            freed = 0
             for key in st.bin_slots:
                 slot, refs = self._slot_of[key]
                 if refs > 1:
@@ -453,15 +548,18 @@ class PolicyManager:
                 del self._slot_of[key]
                 bit = 1 << slot
                 for table in (self._bin_exact, self._bin_prefix, self._bin_postfix):
-                    for key in list(table):
-                        table[key] &= ~bit
-                        if not table[key]:
-                            del table[key]
+                    for tkey in list(table):
+                        table[tkey] &= ~bit
+                        if not table[tkey]:
+                            del table[tkey]
                 self._follow_mask &= ~bit
                 self._free_slots.append(slot)
+                freed |= bit
             st.bin_slots.clear()
             if self.obj is not None:
                 self._sync_bins()
+                if freed:
+                    self._clear_bin_bits(freed)
 
     # --- decoding -------------------------------------------------------------------
     def _runtime(self, hid: int, policy: str, hc: HookC) -> HookRuntime:
@@ -606,11 +704,12 @@ class PolicyManager:
                            cap_inheritable=0, ns={}, ns_is_host={}, cgroup_id=0, cgroup_path="", docker="")
         parent = self.cache.get(proc.parent_exec_id) if proc.parent_exec_id else None
         ancestors = self.cache.ancestors(proc) if self.ancestors else None
-        parts = ['{"', kind, '":{"process":', proc.json()]
+        pj = (lambda p: p.json()) if self.full_process else (lambda p: p.json_lean())
+        parts = ['{"', kind, '":{"process":', pj(proc)]
         if parent is not None:
-            parts += [',"parent":', parent.json()]
+            parts += [',"parent":', pj(parent)]
         if ancestors:
-            parts += [',"ancestors":[', ",".join(a.json() for a in ancestors), "]"]
+            parts += [',"ancestors":[', ",".join(pj(a) for a in ancestors), "]"]
         parts += [body, '},"node_name":', self._node_json, ',"time":"', self._ts(t), '"}']
         self.emit(Event(kind, proc, parent, t, self.node, ancestors=ancestors, _json="".join(parts)))
         return True
