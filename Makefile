@@ -49,6 +49,7 @@ test-unit: venv
 
 bench: setup
 	$(PY) bench/exec_storm.py
+	$(PY) bench/open_storm.py
 
 clean:
 	$(MAKE) -C bpf clean

@@ -142,11 +142,18 @@ def main() -> int:
         "c_delivered": round(c["exported"] / a.n, 4),
         "c_export_events_per_s": round(c["exported"] / c["drain"]),
         "c_agent_cpu_us_per_event": round(c["cpu"] / max(c["exported"], 1) * 1e6, 2),
+        # Ratios depend on how fast the bare open is (here often ~0.4 us, vs
+        # ~2.2 us in kernel-facts.md's workload), so also print the absolute
+        # cost each hooked open pays:
+        "b_added_us_per_open": round((rows[-1][1]["time"] - rows[-1][0]) / a.n * 1e6, 3),
+        "c_added_us_per_open": round((c["time"] - rows[-1][0]) / a.n * 1e6, 3),
     }
     print(json.dumps(out, indent=2))
-    print(f"open storm: non-matching policy {out['b_nonmatching_ratio']}x (target <= 1.20); post-all "
+    print(f"open storm: bare open+close {out['baseline_s'] / a.n * 1e6:.2f} us; non-matching policy "
+          f"{out['b_nonmatching_ratio']}x (+{out['b_added_us_per_open']} us/open; target <= 1.20); post-all "
           f"{out['c_post_all_ratio']}x (target <= 1.6), delivered {out['c_delivered']:.2%}, lost {out['c_events_lost']},"
-          f" exported {out['c_export_events_per_s']} events/s, agent {out['c_agent_cpu_us_per_event']} us/event")
+          f" (+{out['c_added_us_per_open']} us/open), exported {out['c_export_events_per_s']} events/s,"
+          f" agent {out['c_agent_cpu_us_per_event']} us/event")
     return 0
 
 
