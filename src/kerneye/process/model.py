@@ -98,7 +98,7 @@ class Process:
             }
             if self.binary_properties:
                 d["binary_properties"] = self.binary_properties
-            d["cgroup_id"] = self.cgroup_id
+            d["cgroup_id"] = str(self.cgroup_id)  # uint64: a string in protobuf JSON
             d["cgroup_path"] = self.cgroup_path
             self._dict = d
         return self._dict

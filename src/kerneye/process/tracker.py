@@ -151,7 +151,7 @@ class ProcessTracker:
         if priv:
             bp["privileges_changed"] = priv
         if m.bin_nlink == 0 or dname.startswith("memfd:"):
-            bp["file"] = {"inode": {"number": m.bin_ino, "links": m.bin_nlink}, "path": dname}
+            bp["file"] = {"inode": {"number": str(m.bin_ino), "links": m.bin_nlink}, "path": dname}
         cid = container_id(cgroup)
         return Process(
             exec_id=exec_id(node, m.key.ktime, m.key.pid),

@@ -590,8 +590,11 @@ class PolicyManager:
         if t in (GenArgType.S64, GenArgType.S32, GenArgType.S16, GenArgType.S8, GenArgType.U64, GenArgType.U32,
                  GenArgType.U16, GenArgType.U8):
             signed = t in (GenArgType.S64, GenArgType.S32, GenArgType.S16, GenArgType.S8)
-            pre = '{"' + key + '":'
-            post = lab + "}"
+            # 64-bit values are JSON strings, as protobuf's JSON mapping (and
+            # so Tetragon's export) writes int64/uint64
+            q = '"' if t in (GenArgType.S64, GenArgType.U64) else ""
+            pre = '{"' + key + '":' + q
+            post = q + lab + "}"
             frm = int.from_bytes
             return lambda b, tr: pre + str(frm(b[:8], "little", signed=signed)) + post
         if t == GenArgType.FD:
@@ -642,7 +645,7 @@ class PolicyManager:
                     out["daddr"] = _ip(b[32:48], fam)
                     out["sport"] = sport
                     out["dport"] = dport
-                out["cookie"] = int.from_bytes(b[48:56], "little")
+                out["cookie"] = str(int.from_bytes(b[48:56], "little"))
                 out["state"] = TCP_STATES.get(state, str(state))
                 return wrap({key: out})
             return sk
@@ -654,6 +657,8 @@ class PolicyManager:
                 return wrap({key: {"value": v, "name": CAP_NAMES[v] if 0 <= v < len(CAP_NAMES) else f"CAP_{v}"}})
             return cap
         signed = t in (GenArgType.S64, GenArgType.S32, GenArgType.S16, GenArgType.S8)
+        if t in (GenArgType.S64, GenArgType.U64):
+            return lambda b, tr: wrap({key: str(int.from_bytes(b[:8], "little", signed=signed))})
         return lambda b, tr: wrap({key: int.from_bytes(b[:8], "little", signed=signed)})
 
     def handle(self, raw: bytes) -> None:
@@ -675,7 +680,10 @@ class PolicyManager:
         mflags = h[11]
         frag = [rt.head_json, ",".join(parts), "]"]
         if mflags & GenMsgFlag.RETURN and rt.ret_key:
-            frag.append(f',"return":{{"{rt.ret_key}":{h[12]}}}')
+            if rt.ret_key in ("long_arg", "size_arg"):
+                frag.append(f',"return":{{"{rt.ret_key}":"{h[12]}"}}')
+            else:
+                frag.append(f',"return":{{"{rt.ret_key}":{h[12]}}}')
         sel = h[10]
         if mflags & GenMsgFlag.SIGNALED and hc.selectors and sel < len(hc.selectors):
             frag.append(f',"action":"{hc.selectors[sel].action_name}"')
