@@ -8,9 +8,7 @@ or kerneye cannot do is a PolicyError naming the YAML path.
 from __future__ import annotations
 
 import ipaddress
-import socket
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..abi.types import (GEN_MAX_ARGS, GEN_MAX_FILTERS, GEN_MAX_SELECTORS, GEN_MAX_VALUES, GEN_POSTFIX_MAX,
                          GEN_STR_MAX, GenActionFlag, GenArgSrc, GenArgType, GenFilterFlag, GenFilterKind,

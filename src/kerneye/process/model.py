@@ -139,3 +139,14 @@ def split_args(raw: bytes) -> list[str]:
     if not raw:
         return []
     return [a.decode("utf-8", "backslashreplace") for a in raw.split(b"\0")]
+
+
+def unknown_process(exec_id: str, pid: int, ktime: int, tid: int | None = None) -> Process:
+    """Stand-in for a process the agent never learned about (its exec was
+    lost or predates a full cache): identity only, flags "unknown"."""
+    return Process(
+        exec_id=exec_id, parent_exec_id="", pid=pid, tid=pid if tid is None else tid, ktime=ktime, nspid=0,
+        auid=0xFFFFFFFF, cwd="", binary="", arguments="", flags=["unknown"], start_time_ns=0,
+        cred=Cred(0, 0, 0, 0, 0, 0, 0, 0), cap_permitted=0, cap_effective=0, cap_inheritable=0,
+        ns={}, ns_is_host={}, cgroup_id=0, cgroup_path="", docker="",
+    )

@@ -17,7 +17,7 @@ from ..events.event import Event
 from .cache import ProcessCache
 from .container import DOCKER_ID_LEN, container_id
 from .identity import Clock, exec_id, rfc3339
-from .model import NS_NAMES, Cred, Process, quote_arg, split_args
+from .model import NS_NAMES, Cred, Process, quote_arg, split_args, unknown_process
 
 _EXEC_SIZE = ctypes.sizeof(MsgExec)
 
@@ -259,9 +259,4 @@ class ProcessTracker:
         return True
 
     def _unknown(self, pid: int, ktime: int) -> Process:
-        return Process(
-            exec_id=exec_id(self.node, ktime, pid), parent_exec_id="", pid=pid, tid=pid, ktime=ktime, nspid=0,
-            auid=0xFFFFFFFF, cwd="", binary="", arguments="", flags=["unknown"], start_time_ns=0,
-            cred=Cred(0, 0, 0, 0, 0, 0, 0, 0), cap_permitted=0, cap_effective=0, cap_inheritable=0,
-            ns={}, ns_is_host={}, cgroup_id=0, cgroup_path="", docker="",
-        )
+        return unknown_process(exec_id(self.node, ktime, pid), pid, ktime)

@@ -15,7 +15,6 @@ import ctypes
 import json
 import json.encoder as json_encoder
 import struct
-import ipaddress
 import logging
 import os
 import socket
@@ -27,7 +26,7 @@ from ..abi.types import (GEN_HOOKS_PER_SLOT, GEN_MAX_SELECTORS, GenSlot, GenAddr
                          GenHookStats, GenIntKey, GenMsgFlag, GenSelector, GenStrKey, MsgGeneric, MsgOp, GenArgType,
                          ExecveMapValue, GenFilterKind)
 from ..bpf import libbpf, maps
-from ..bpf.objects import Link, LoadedObject, ObjectSpec
+from ..bpf.objects import LoadedObject, ObjectSpec
 from ..errors import KerneyeError
 from ..events.event import Event
 from ..policy.compile import CompiledPolicy, Compiler, HookC, SelectorC
@@ -35,6 +34,7 @@ from ..policy.errors import PolicyError
 from ..policy.model import TracingPolicy
 from ..process.caps import CAP_NAMES
 from ..process.identity import exec_id, rfc3339
+from ..process.model import unknown_process
 from .base import Sensor
 
 log = logging.getLogger("kerneye.policy")
@@ -704,12 +704,7 @@ class PolicyManager:
         if proc is None:
             if not final:
                 return False
-            from ..process.model import Cred, Process
-
-            proc = Process(exec_id=exec_id(self.node, ktime, pid), parent_exec_id="", pid=pid, tid=tid, ktime=ktime,
-                           nspid=0, auid=0xFFFFFFFF, cwd="", binary="", arguments="", flags=["unknown"],
-                           start_time_ns=0, cred=Cred(0, 0, 0, 0, 0, 0, 0, 0), cap_permitted=0, cap_effective=0,
-                           cap_inheritable=0, ns={}, ns_is_host={}, cgroup_id=0, cgroup_path="", docker="")
+            proc = unknown_process(exec_id(self.node, ktime, pid), pid, ktime, tid)
         parent = self.cache.get(proc.parent_exec_id) if proc.parent_exec_id else None
         ancestors = self.cache.ancestors(proc) if self.ancestors else None
         pj = (lambda p: p.json()) if self.full_process else (lambda p: p.json_lean())
