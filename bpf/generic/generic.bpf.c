@@ -34,7 +34,12 @@ char LICENSE[] SEC("license") = "GPL";
 #define ARG_MASK (2 * GEN_ARG_MAX - 1)
 
 enum { PH_ENTRY = 0, PH_EXIT = 1 };
-enum src_kind { SRC_SYS_ENTER = 0, SRC_SYS_EXIT = 1, SRC_TP = 2, SRC_UPROBE = 3, SRC_URETPROBE = 4 };
+enum src_kind { SRC_SYS_ENTER = 0, SRC_SYS_EXIT = 1, SRC_TP = 2, SRC_UPROBE = 3, SRC_URETPROBE = 4, SRC_RAWTP = 5 };
+
+FUNC_INLINE int is_pathish(__u8 t)
+{
+	return t == GT_FD || t == GT_FILE || t == GT_BINPRM || t == GT_PATH;
+}
 
 /* What is stashed between entry and exit of a return hook. */
 struct gen_stash {
@@ -289,15 +294,33 @@ static long read_arg(__u64 i, void *unused)
 		}
 		break;
 	}
-	case GT_FD: {
-		struct file *f = fd_file((int)raw);
+	case GT_FD:
+	case GT_FILE:
+	case GT_BINPRM:
+	case GT_PATH: {
+		struct file *f = NULL;
+		struct dentry *d = NULL;
+		struct vfsmount *mnt = NULL;
 		__u32 plen = 0;
 
-		__builtin_memcpy(dst, &raw, 8);
-		h->st.ival[idx] = (__s32)raw;
-		len = 8;
+		if (spec->type == GT_FD)
+			f = fd_file((int)raw);
+		else if (spec->type == GT_FILE)
+			f = (struct file *)raw;
+		else if (spec->type == GT_BINPRM)
+			f = BPF_CORE_READ((struct linux_binprm *)raw, file);
 		if (f) {
-			plen = path_render(BPF_CORE_READ(f, f_path.dentry), BPF_CORE_READ(f, f_path.mnt));
+			d = BPF_CORE_READ(f, f_path.dentry);
+			mnt = BPF_CORE_READ(f, f_path.mnt);
+		} else if (spec->type == GT_PATH && raw) {
+			d = BPF_CORE_READ((struct path *)raw, dentry);
+			mnt = BPF_CORE_READ((struct path *)raw, mnt);
+		}
+		__builtin_memcpy(dst, &raw, 8);
+		h->st.ival[idx] = spec->type == GT_FD ? (__s64)(__s32)raw : (__s64)raw;
+		len = 8;
+		if (d && mnt) {
+			plen = path_render(d, mnt);
 			if (plen) {
 				struct path_scratch *ps = path_scratch();
 
@@ -338,14 +361,23 @@ static long read_arg(__u64 i, void *unused)
 		h->st.ival[idx] = fam;
 		break;
 	}
-	case GT_SOCK: {
-		struct file *f = fd_file((int)raw);
+	case GT_SOCK:
+	case GT_KSOCK: {
 		struct gen_sock gs = {};
+		struct sock *sk = NULL;
 
-		if (f && (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) == S_IFSOCK) {
-			struct socket *sock = BPF_CORE_READ(f, private_data);
-			struct sock *sk = BPF_CORE_READ(sock, sk);
+		if (spec->type == GT_KSOCK) {
+			sk = (struct sock *)raw;
+		} else {
+			struct file *f = fd_file((int)raw);
 
+			if (f && (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) == S_IFSOCK) {
+				struct socket *so = BPF_CORE_READ(f, private_data);
+
+				sk = BPF_CORE_READ(so, sk);
+			}
+		}
+		if (sk) {
 			gs.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 			gs.type = BPF_CORE_READ(sk, sk_type);
 			gs.protocol = BPF_CORE_READ(sk, sk_protocol);
@@ -610,20 +642,20 @@ static long filter_cb(__u64 i, void *unused)
 			break;
 		type = hook->args[a].type;
 		off = h->st.m.arg_off[a];
-		if (type == GT_STRING || type == GT_CHAR_BUF || type == GT_FD) {
-			if (type == GT_FD && (f->op < GOP_EQ || f->op > GOP_NOT_POSTFIX)) {
+		if (type == GT_STRING || type == GT_CHAR_BUF || is_pathish(type)) {
+			if (is_pathish(type) && (f->op < GOP_EQ || f->op > GOP_NOT_POSTFIX)) {
 				ok = int_match(f, h->st.ival[a], 0);
 				break;
 			}
-			h->soff = off + (type == GT_FD ? 8 : 0);
-			h->slen = h->st.m.arg_len[a] - (type == GT_FD ? 8 : 0);
+			h->soff = off + (is_pathish(type) ? 8 : 0);
+			h->slen = h->st.m.arg_len[a] - (is_pathish(type) ? 8 : 0);
 			if ((__s32)h->slen < 0)
 				h->slen = 0;
 			ok = str_match(h, f);
-		} else if (type == GT_SOCKADDR || type == GT_SOCK) {
+		} else if (type == GT_SOCKADDR || type == GT_SOCK || type == GT_KSOCK) {
 			struct gen_sockaddr sa;
 			struct gen_sock gs;
-			int is_sock = type == GT_SOCK;
+			int is_sock = type != GT_SOCKADDR;
 			__u8 *a_s, *a_d;
 			__u16 p_s, p_d, fam, proto = 0, state = 0;
 
@@ -1013,6 +1045,19 @@ static long hook_cb(__u64 i, void *unused)
 		gen_entry(h, hook);
 		break;
 	}
+	case SRC_RAWTP: {
+		struct bpf_raw_tracepoint_args *ctx = h->ctx;
+
+		for (j = 0; j < GEN_MAX_ARGS; j++) {
+			__u8 idx = hook->args[j].index;
+
+			h->raw[j] = 0;
+			if (idx < 12)
+				bpf_probe_read_kernel(&h->raw[j], 8, &ctx->args[idx]);
+		}
+		gen_entry(h, hook);
+		break;
+	}
 	case SRC_UPROBE:
 		for (j = 0; j < GEN_MAX_ARGS; j++) {
 			__u64 v = 0;
@@ -1083,6 +1128,14 @@ SEC("tracepoint")
 int kerneye_gen_tp(void *ctx)
 {
 	return run_slot(ctx, SRC_TP);
+}
+
+/* Raw tracepoints: attached with a cookie through BPF_RAW_TRACEPOINT_OPEN
+ * (v6.10+); arguments are the tracepoint's C arguments. */
+SEC("raw_tp")
+int kerneye_gen_rawtp(struct bpf_raw_tracepoint_args *ctx)
+{
+	return run_slot(ctx, SRC_RAWTP);
 }
 
 SEC("uprobe")

@@ -218,6 +218,10 @@ enum gen_arg_type {
 	GT_SOCK = 13,    /* socket fd, resolved to its tuple */
 	GT_BPF_CMD = 14, /* int rendered as a BPF_* command name */
 	GT_CAP = 15,     /* int rendered as a capability */
+	GT_FILE = 16,    /* struct file * (kernel), rendered as its path */
+	GT_BINPRM = 17,  /* struct linux_binprm *: the executed file's path */
+	GT_PATH = 18,    /* struct path * */
+	GT_KSOCK = 19,   /* struct sock * (kernel), rendered as its tuple */
 };
 
 /* Where a raw argument value comes from. */
@@ -228,6 +232,7 @@ enum gen_arg_src {
 	GS_RET = 3,     /* the return value */
 	GS_TP_DATALOC = 4, /* tracepoint __data_loc string field */
 	GS_TP_ARRAY = 5,   /* tracepoint char[] field */
+	GS_RAW = 6,        /* raw tracepoint argument index */
 };
 
 struct gen_arg_spec {
@@ -245,6 +250,7 @@ enum gen_hook_kind {
 	HK_SYSCALL = 0,
 	HK_TRACEPOINT = 1,
 	HK_UPROBE = 2,
+	HK_RAWTP = 3,
 };
 
 enum gen_hook_flag {

@@ -93,6 +93,10 @@ class GenArgType(enum.IntEnum):
     SOCK = 13
     BPF_CMD = 14
     CAP = 15
+    FILE = 16
+    BINPRM = 17
+    PATH = 18
+    KSOCK = 19
 
 
 GenArgType.C_NAME = "gen_arg_type"  # type: ignore[attr-defined]
@@ -105,6 +109,7 @@ class GenArgSrc(enum.IntEnum):
     RET = 3
     TP_DATALOC = 4
     TP_ARRAY = 5
+    RAW = 6
 
 
 GenArgSrc.C_NAME = "gen_arg_src"  # type: ignore[attr-defined]
@@ -114,6 +119,7 @@ class GenHookKind(enum.IntEnum):
     SYSCALL = 0
     TRACEPOINT = 1
     UPROBE = 2
+    RAWTP = 3
 
 
 GenHookKind.C_NAME = "gen_hook_kind"  # type: ignore[attr-defined]

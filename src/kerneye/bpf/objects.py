@@ -49,6 +49,33 @@ class Link:
         return bool(self._ptr)
 
 
+class FdLink:
+    """An attachment held by a plain file descriptor (raw tracepoint opened
+    with BPF_RAW_TRACEPOINT_OPEN). `close()` detaches; idempotent."""
+
+    def __init__(self, fd: int, prog: str) -> None:
+        self._fd = fd
+        self.prog = prog
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    @property
+    def attached(self) -> bool:
+        return self._fd >= 0
+
+
+_BPF_RAW_TRACEPOINT_OPEN = 17
+_SYS_BPF = 321  # x86-64
+
+
+class _RawTpAttr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_uint64), ("prog_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32),
+                ("cookie", ctypes.c_uint64)]
+
+
 class LoadedObject:
     """A loaded BPF object. Owns its maps, programs and links."""
 
@@ -197,6 +224,23 @@ class LoadedObject:
             raise BpfError(f"cannot attach to tracepoint {category}/{name}: {libbpf.strerror(err)}", err,
                            libbpf.take_log())
         return Link(link, prog_name)
+
+    def attach_raw_tracepoint(self, prog_name: str, name: str, cookie: int = 0) -> FdLink:
+        """Attach a raw_tp program with a BPF cookie. libbpf 1.1 has no API
+        for raw-tracepoint cookies, so this is the bpf(2) call itself; the
+        kernel supports the cookie since v6.10."""
+        fd = libbpf.lib().bpf_program__fd(self._prog(prog_name))
+        cname = ctypes.create_string_buffer(name.encode())
+        attr = _RawTpAttr(ctypes.cast(cname, ctypes.c_void_p).value or 0, fd, 0, cookie)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        r = libc.syscall(ctypes.c_long(_SYS_BPF), ctypes.c_int(_BPF_RAW_TRACEPOINT_OPEN), ctypes.byref(attr),
+                         ctypes.c_uint(ctypes.sizeof(attr)))
+        if r < 0:
+            err = ctypes.get_errno()
+            hint = " (raw tracepoints with cookies need Linux 6.10+)" if err in (errno_mod.E2BIG, errno_mod.EINVAL) else ""
+            raise BpfError(f"cannot attach raw tracepoint {name}: {libbpf.strerror(err)}{hint}", err)
+        return FdLink(int(r), prog_name)
 
     def attach_uprobe(self, prog_name: str, path: str, symbol: str | None, offset: int, cookie: int = 0,
                       retprobe: bool = False, pid: int = -1) -> Link:

@@ -20,6 +20,15 @@ from .model import ArgFilter, ArgSpec, KProbeSpec, Loc, Selector, TracepointSpec
 
 ARCH_PREFIXES = ("__x64_", "__ia32_", "__arm64_", "__s390x_", "__riscv_")
 
+# Kernel-struct argument types: only where the hook hands us kernel
+# pointers (raw tracepoints here; kprobes/fentry where the kernel has them).
+KERNEL_ARG_TYPES: dict[str, tuple[int, str]] = {
+    "file": (GenArgType.FILE, "file_arg"),
+    "path": (GenArgType.PATH, "path_arg"),
+    "linux_binprm": (GenArgType.BINPRM, "linux_binprm_arg"),
+    "sock": (GenArgType.KSOCK, "sock_arg"),
+}
+
 # Tetragon argument type -> (our type, JSON key of the rendered argument)
 ARG_TYPES: dict[str, tuple[int, str]] = {
     "auto": (GenArgType.S64, "long_arg"),
@@ -37,7 +46,7 @@ ARG_TYPES: dict[str, tuple[int, str]] = {
     "sock": (GenArgType.SOCK, "sock_arg"), "socket": (GenArgType.SOCK, "sock_arg"),
     "bpf_cmd": (GenArgType.BPF_CMD, "bpf_cmd_arg"),
     "capability": (GenArgType.CAP, "capability_arg"),
-    "syscall64": (GenArgType.S64, "long_arg"),
+    "syscall64": (GenArgType.S64, "syscall_id"),  # rendered {"syscall_id": {"id", "abi"}}
     "nop": (GenArgType.NONE, ""),  # declared but not read or reported
 }
 INT_TYPES = {GenArgType.S64, GenArgType.U64, GenArgType.S32, GenArgType.U32, GenArgType.S16, GenArgType.U16,
@@ -289,7 +298,13 @@ class Compiler:
 
     def _tracepoint(self, t: TracepointSpec, path: str) -> HookC:
         if getattr(t, "raw", False):
-            raise _err(t.loc, "unavailable-hook", "raw tracepoints (raw: true) are not supported yet; drop `raw`")
+            if not tracefs.exists(t.subsystem, t.event):
+                raise _err(t.loc, "unavailable-hook", f"tracepoint {t.subsystem}/{t.event} does not exist on this kernel")
+            args = self._args(t.args, t.loc, GenHookKind.RAWTP, None)
+            sels = self._selectors(t.selectors, args, path, t)
+            return HookC(GenHookKind.RAWTP, (t.subsystem, t.event), None, args, None, sels, False,
+                         "process_tracepoint", {"subsys": t.subsystem, "event": t.event}, t.message, tuple(t.tags),
+                         path)
         if not tracefs.exists(t.subsystem, t.event):
             raise _err(t.loc, "unavailable-hook", f"tracepoint {t.subsystem}/{t.event} does not exist on this kernel")
         flds = tracefs.fields(t.subsystem, t.event)
@@ -324,6 +339,12 @@ class Compiler:
             raise _err(specs[GEN_MAX_ARGS].loc, "limit", f"at most {GEN_MAX_ARGS} args per hook")
         out = []
         for a in specs:
+            if kind == GenHookKind.RAWTP and a.type in KERNEL_ARG_TYPES:
+                gt, key = KERNEL_ARG_TYPES[a.type]
+                out.append((a, ArgInfo(gt, key, a.label, False),
+                            {"type": gt, "src": GenArgSrc.RAW, "index": a.index, "size_arg": 0, "offset": 0,
+                             "fsize": 8, "max_data": 4096, "user": 0}))
+                continue
             if a.type not in ARG_TYPES:
                 raise _err(a.loc, "unavailable-hook",
                            f"argument type {a.type!r} is not available for this hook "
@@ -347,6 +368,10 @@ class Compiler:
             elif kind == GenHookKind.SYSCALL:
                 if a.index > 5:
                     raise _err(a.loc, "bad-value", f"syscalls have at most 6 arguments, index {a.index} is out of range")
+            elif kind == GenHookKind.RAWTP:
+                g["src"], g["user"] = GenArgSrc.RAW, 0  # kernel pointers and values
+                if a.index > 11:
+                    raise _err(a.loc, "bad-value", f"raw tracepoint argument index {a.index} is out of range")
             elif kind == GenHookKind.TRACEPOINT:
                 assert flds is not None
                 if a.index >= len(flds):

@@ -283,6 +283,9 @@ class PolicyManager:
             path, sym, off = hc.attach
             entry_key: tuple[Any, ...] = ("kerneye_gen_uprobe", path, sym, int(off), False)
             exit_key: tuple[Any, ...] | None = ("kerneye_gen_uretprobe", path, sym, int(off), True) if hc.is_return else None
+        elif hc.kind == GenHookKind.RAWTP:
+            entry_key = ("kerneye_gen_rawtp", hc.attach[0], hc.attach[1])
+            exit_key = None
         else:
             prog = "kerneye_gen_sys_enter" if hc.kind == GenHookKind.SYSCALL else "kerneye_gen_tp"
             entry_key = (prog, hc.attach[0], hc.attach[1])
@@ -339,7 +342,9 @@ class PolicyManager:
         if a["link"] is None:
             assert self.obj is not None
             try:
-                if key[0].startswith("kerneye_gen_u"):
+                if key[0] == "kerneye_gen_rawtp":
+                    a["link"] = self.obj.attach_raw_tracepoint(key[0], key[2], a["sid"])
+                elif key[0].startswith("kerneye_gen_u"):
                     _prog, path, sym, off, ret = key
                     a["link"] = self.obj.attach_uprobe(key[0], path, sym or None, off, a["sid"], retprobe=ret)
                 else:
@@ -583,6 +588,9 @@ class PolicyManager:
         common types (ints and strings); others go through the dict path."""
         t, key = info.type, info.json_key
         lab = f',"label":{json.dumps(info.label)}' if info.label else ""
+        if key == "syscall_id":
+            frm_ = int.from_bytes
+            return lambda b, tr: '{"syscall_id":{"id":' + str(frm_(b[:8], "little", signed=True)) + ',"abi":"x64"}' + lab + "}"
         if t == GenArgType.STRING:
             pre = '{"' + key + '":'
             post = lab + "}"
@@ -597,7 +605,7 @@ class PolicyManager:
             post = q + lab + "}"
             frm = int.from_bytes
             return lambda b, tr: pre + str(frm(b[:8], "little", signed=signed)) + post
-        if t == GenArgType.FD:
+        if t in (GenArgType.FD, GenArgType.FILE, GenArgType.PATH, GenArgType.BINPRM):
             pre = '{"' + key + '":{"path":'
             post = "}" + lab + "}"
             return lambda b, tr: pre + _enc(b[8:].decode("utf-8", "backslashreplace")) + post
@@ -623,7 +631,7 @@ class PolicyManager:
                     return wrap({"truncated_bytes_arg": {"bytes_arg": enc, "orig_size": len(b)}})
                 return wrap({key: enc})
             return cb
-        if t == GenArgType.FD:
+        if t in (GenArgType.FD, GenArgType.FILE, GenArgType.PATH, GenArgType.BINPRM):
             return lambda b, tr: wrap({key: {"path": b[8:].decode("utf-8", "backslashreplace")}})
         if t == GenArgType.SOCKADDR:
             def sa(b: bytes, tr: bool) -> dict[str, Any]:
@@ -635,7 +643,7 @@ class PolicyManager:
                     out["port"] = port
                 return wrap({key: out})
             return sa
-        if t == GenArgType.SOCK:
+        if t in (GenArgType.SOCK, GenArgType.KSOCK):
             def sk(b: bytes, tr: bool) -> dict[str, Any]:
                 fam, typ, proto, state, sport, dport = (int.from_bytes(b[i:i + 2], "little") for i in range(0, 12, 2))
                 out: dict[str, Any] = {"family": FAMILIES.get(fam, str(fam)), "type": SOCK_TYPES.get(typ, str(typ)),
@@ -657,6 +665,8 @@ class PolicyManager:
                 return wrap({key: {"value": v, "name": CAP_NAMES[v] if 0 <= v < len(CAP_NAMES) else f"CAP_{v}"}})
             return cap
         signed = t in (GenArgType.S64, GenArgType.S32, GenArgType.S16, GenArgType.S8)
+        if key == "syscall_id":
+            return lambda b, tr: wrap({key: {"id": int.from_bytes(b[:8], "little", signed=True), "abi": "x64"}})
         if t in (GenArgType.S64, GenArgType.U64):
             return lambda b, tr: wrap({key: str(int.from_bytes(b[:8], "little", signed=signed))})
         return lambda b, tr: wrap({key: int.from_bytes(b[:8], "little", signed=signed)})
