@@ -40,6 +40,30 @@ FUNC_INLINE struct path_scratch *path_scratch(void)
 	return bpf_map_lookup_elem(&kerneye_path_scratch, &zero);
 }
 
+/* Root of a detached or pseudo filesystem (memfd, pipe, socket, nsfs):
+ * keep its name, as d_path() does ("/memfd:x (deleted)"). nsfs names are
+ * computed by d_dname() and empty in d_name: use the namespace type instead
+ * ("/uts"). The global root ("/") adds nothing. */
+FUNC_INLINE void path_pseudo_name(struct path_scratch *ps, struct dentry *dentry)
+{
+	const unsigned char *nm = BPF_CORE_READ(dentry, d_name.name);
+	struct inode *ino = BPF_CORE_READ(dentry, d_inode);
+	char c = 0;
+
+	bpf_probe_read_kernel(&c, 1, nm);
+	if (c == '/')
+		return;
+	if (!c && ino && BPF_CORE_READ(ino, i_sb, s_magic) == 0x6e736673 /* NSFS_MAGIC */) {
+		struct ns_common *ns = BPF_CORE_READ(ino, i_private);
+
+		nm = (const unsigned char *)BPF_CORE_READ(ns, ops, name);
+	}
+	if (ps->n < PATH_DEPTH) {
+		ps->names[ps->n & (PATH_DEPTH - 1)] = nm;
+		ps->n++;
+	}
+}
+
 static long path_collect(__u64 i, void *ctx)
 {
 	struct path_scratch *ps = path_scratch();
@@ -53,15 +77,23 @@ static long path_collect(__u64 i, void *ctx)
 	if (dentry == BPF_CORE_READ(mnt, mnt.mnt_root)) {
 		struct mount *mparent = BPF_CORE_READ(mnt, mnt_parent);
 
-		if (mparent == mnt)
+		if (mparent == mnt) {
+			/* top of a mount tree. An internal one (nsfs, pipefs,
+			 * sockfs, anon inodes) whose root is the file itself: name
+			 * it like a pseudo file (below); the real root adds nothing */
+			if (ps->n == 0)
+				path_pseudo_name(ps, dentry);
 			return 1;
+		}
 		ps->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
 		ps->mnt = mparent;
 		return 0;
 	}
 	parent = BPF_CORE_READ(dentry, d_parent);
-	if (dentry == parent)
+	if (dentry == parent) {
+		path_pseudo_name(ps, dentry);
 		return 1;
+	}
 	if (ps->n >= PATH_DEPTH) {
 		ps->trunc = 1;
 		return 1;

@@ -141,6 +141,29 @@ class CompiledPolicy:
     hooks: list[HookC]
 
 
+def key_line(path: str, key: str, after: str | None = None) -> tuple[int, int]:
+    """(line, col) of the first `key:` in a policy file (after the `after:`
+    key if given), for errors about a whole section; (0, 0) if unknown."""
+    import re
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return 0, 0
+    start = 0
+    if after:
+        for i, ln in enumerate(lines):
+            if re.match(rf"\s*{after}\s*:", ln):
+                start = i + 1
+                break
+    for i in range(start, len(lines)):
+        m = re.match(rf"(\s*){key}\s*:", lines[i])
+        if m:
+            return i + 1, len(m.group(1)) + 1
+    return 0, 0
+
+
 def _err(loc: Loc | None, code: str, msg: str) -> PolicyError:
     if loc is None:
         return PolicyError(code, msg)
@@ -249,7 +272,9 @@ class Compiler:
             u = spec.usdts[0]
             raise _err(u.loc, "unavailable-hook", "USDT probes are not supported by kerneye yet")
         if not hooks:
-            raise PolicyError("missing-field", f"policy {tp.name} hooks nothing (no kprobes, tracepoints or uprobes)")
+            line, col = key_line(tp.source_file, "spec")
+            raise PolicyError("missing-field", f"policy {tp.name} hooks nothing (no kprobes, tracepoints or uprobes)",
+                              path="spec", file=tp.source_file, line=line, col=col)
         return CompiledPolicy(tp.name, pmode, hooks)
 
     def _unavailable(self, loc: Loc | None, path: str, backend: str, what: str) -> PolicyError:
@@ -329,7 +354,7 @@ class Compiler:
             sels = self._selectors(u.selectors, args, path, u)
             out.append(HookC(GenHookKind.UPROBE, (u.path, sym, str(off)), (u.path, sym, str(off)) if is_ret else None,
                              args, ret, sels, is_ret, "process_uprobe",
-                             {"path": u.path, "symbol": sym, "offset": off} if not sym else {"path": u.path, "symbol": sym},
+                             {"path": u.path, "symbol": sym, "offset": str(off)} if not sym else {"path": u.path, "symbol": sym},
                              u.message, tuple(u.tags), path))
         return out
 
