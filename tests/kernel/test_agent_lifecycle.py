@@ -324,3 +324,25 @@ def test_container_id_from_cgroup_path(workdir: str) -> None:
         agent.stop()
         os.rmdir(cg)
         os.rmdir(parent)
+
+
+def test_ancestors_behind_an_option(workdir: str) -> None:
+    agent = AgentProc(workdir, "--enable-ancestors").start()
+    tag = uuid.uuid4().hex[:8]
+    exe = os.path.join(PROGS, "exit_code")
+    try:
+        # pytest -> fork_worker -> worker (clone) -> exit_code
+        subprocess.run([os.path.join(PROGS, "fork_worker"), exe, "0", f"anc-{tag}"], capture_output=True)
+        ev = agent.wait_for(is_exec(exe, f"0 anc-{tag}"))
+        assert ev, agent.stderr()
+        x = ev[0]["process_exec"]
+        anc = x["ancestors"]
+        # the parent is the worker; ancestors start at the parent's parent
+        assert anc[0]["binary"] == os.path.join(PROGS, "fork_worker") and "execve" in anc[0]["flags"].split()
+        assert x["parent"]["flags"] == "clone"
+        assert anc[0]["exec_id"] == x["parent"]["parent_exec_id"]
+        assert anc[1]["pid"] == os.getpid()
+        for a, b in zip(anc, anc[1:]):
+            assert a["parent_exec_id"] == b["exec_id"]
+    finally:
+        agent.stop()
