@@ -9,7 +9,7 @@ APT_PKGS := clang-16 llvm-16 bpftool libbpf-dev libbpf1 libelf-dev make python3-
 EXPORT_FILE ?= /var/log/kerneye/events.json
 ARGS ?=
 
-.PHONY: setup apt venv bpf abi run test test-unit bench clean
+.PHONY: setup apt venv bpf abi run test test-unit bench clean proto
 
 setup: apt venv bpf
 
@@ -33,6 +33,10 @@ bpf:
 	$(MAKE) -C bpf
 	$(MAKE) -C tests/progs
 
+# Regenerate src/kerneye/api/v1/ (protobuf + gRPC modules) from api/v1/**/*.proto.
+proto: venv
+	$(PY) tools/gen_proto.py
+
 # Regenerate the Python mirror of bpf/include/kerneye/abi.h from BTF.
 abi: bpf
 	$(PY) tools/gen_abi.py
@@ -50,6 +54,7 @@ test-unit: venv
 bench: setup
 	$(PY) bench/exec_storm.py
 	$(PY) bench/open_storm.py
+	$(PY) bench/grpc_stream.py
 
 clean:
 	$(MAKE) -C bpf clean

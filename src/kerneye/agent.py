@@ -4,7 +4,7 @@ Threads:
   kerneye-rb-reader   drains the ring buffer into a bounded queue
   main (run())        decodes batches -> process tracker -> listeners;
                       ticks the event cache, the process-cache GC, flushes
-  kerneye-api         accepts local API clients (one writer thread each)
+  kerneye-api_*       gRPC API workers (one per GetEvents stream, see api/grpc_server.py)
 The process cache and event cache are touched only by the main thread.
 """
 from __future__ import annotations
@@ -23,9 +23,13 @@ from .config import AgentConfig
 from .errors import ConfigError, KerneyeError
 from .events.event import Event
 from .eventcache import EventCache
-from .export.jsonfile import RotatingFileWriter
+from .export.pipeline import ExportPipeline
+from .metrics.collector import build_registry
+from .metrics.labels import BinaryCounter
+from .metrics.latency import SAMPLE_EVERY, LatencyHistogram
+from .metrics.server import MetricsServer
 from .observer.dispatch import Dispatcher
-from .observer.listeners import JsonFileListener, Listener, StdoutListener
+from .observer.listeners import Listener, StdoutListener
 from .observer.reader import Reader
 from .process import procfs
 from .process.cache import ProcessCache
@@ -48,6 +52,8 @@ class Agent:
         self.listeners: list[Listener] = []
         self.listener_errors = 0
         self.events_by_kind: dict[str, int] = {}
+        self.binaries = BinaryCounter()  # kerneye_events_by_binary_total (bounded labels)
+        self._count_binary = self.binaries.add
         self.tracker = ProcessTracker(cfg.node_name, self.clock, procfs.host_ns(), self.cache, self.eventcache,
                                       self.emit, ancestors=cfg.enable_ancestors)
         self.sensors = SensorManager(self.dispatcher)
@@ -64,6 +70,9 @@ class Agent:
         self.started_at = time.time()
         self._stop = threading.Event()
         self._last_lost = 0
+        # Prometheus: a registry per agent, read at scrape time (metrics/collector.py)
+        self.registry, self._metrics_collector = build_registry(self)
+        self.metrics_server: MetricsServer | None = None
 
     # --- lifecycle --------------------------------------------------------
     def start(self) -> None:
@@ -88,8 +97,7 @@ class Agent:
             except KerneyeError as e:  # only policy sensors need it
                 log.warning("%s", e)
             if cfg.export_file:
-                self.listeners.append(JsonFileListener(RotatingFileWriter(
-                    cfg.export_file, int(cfg.export_file_max_size_mb * (1 << 20)), cfg.export_file_max_backups)))
+                self.listeners.append(ExportPipeline.from_config(cfg))
             if cfg.output in ("compact", "json"):
                 self.listeners.append(StdoutListener(cfg.output, cfg.color))
             self.base = exec_sensor.make(cfg.bpf_dir, self.tracker, cfg.rb_size, cfg.rb_wakeup_bytes)
@@ -104,16 +112,25 @@ class Agent:
             self.reader = Reader(self.rb, self.queue, cfg.rb_poll_ms / 1000)
             self.reader.start()
             if cfg.api:
-                from .api.server import ApiServer
+                from .api.grpc_server import GrpcServer
 
-                self.api = ApiServer(cfg.socket_path, self)
+                self.api = GrpcServer(self, cfg.socket_path, address=cfg.server_address,
+                                      tls_cert_file=cfg.server_tls_cert_file, tls_key_file=cfg.server_tls_key_file,
+                                      tls_client_ca_files=cfg.server_tls_client_ca_files,
+                                      insecure=cfg.server_insecure, client_queue=cfg.api_client_queue_size,
+                                      redaction_filters=getattr(cfg, "redaction_filters", ""))
                 self.api.start()
                 self.listeners.append(self.api)
+            if cfg.metrics_server:
+                self.dispatcher.sample_latency(LatencyHistogram(), SAMPLE_EVERY)
+                self.metrics_server = MetricsServer(cfg.metrics_server, self.registry)
+                self.metrics_server.start()
         except BaseException:
             self.shutdown()
             raise
         self._load_static_policies()
         self.ready = True
+        system.sd_notify("READY=1")  # systemd Type=notify (contrib/systemd/kerneye.service)
         log.info("kerneye %s ready on %s: %d processes known, programs: %s", __version__, cfg.node_name,
                  len(self.cache), ", ".join(self.base.programs()))
 
@@ -211,7 +228,13 @@ class Agent:
 
     def shutdown(self) -> None:
         """Detach everything and drain what was already produced. Idempotent."""
+        if self.ready:
+            system.sd_notify("STOPPING=1")
         self.ready = False
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
+        self._metrics_collector.close()  # no scrape reads BPF maps from here on
         if self.reader is not None:
             self.reader.stop()
             self.reader.join(timeout=5)
@@ -243,6 +266,8 @@ class Agent:
     # --- events -------------------------------------------------------------
     def emit(self, ev: Event) -> None:
         self.events_by_kind[ev.kind] = self.events_by_kind.get(ev.kind, 0) + 1
+        p = ev.process
+        self._count_binary(p.binary if p is not None else "")
         for l in self.listeners:
             try:
                 l.on_event(ev)
@@ -257,8 +282,12 @@ class Agent:
             except Exception:  # noqa: BLE001
                 self.listener_errors += 1
 
+    def kernel_stats(self) -> dict[str, int]:
+        """The BPF programs' loss and error counters (kerneye_stats)."""
+        return exec_sensor.kernel_stats(self.base) if self.base and self.base.loaded else {}
+
     def lost(self) -> dict[str, int]:
-        k = exec_sensor.kernel_stats(self.base) if self.base and self.base.loaded else {}
+        k = self.kernel_stats()
         rb_lost = sum(v for n, v in k.items() if n.startswith("rb_lost"))
         return {
             "ringbuf": rb_lost,
@@ -289,6 +318,8 @@ class Agent:
                 "seen": seen,
                 "by_type": dict(self.events_by_kind),
                 "exported": exported,
+                "export_dropped": {l.name: dict(l.dropped) for l in self.listeners
+                                   if isinstance(getattr(l, "dropped", None), dict)},
                 "lost": self.lost(),
                 "decode_errors": dict(self.dispatcher.errors),
                 "parked": len(self.eventcache),
@@ -307,4 +338,6 @@ class Agent:
             "policies": len(self.policies.policies) if self.policies else 0,
             "hook_backends": {"tracepoint": "available", "uprobe": "available",
                               **{k: v or "available" for k, v in self.features.items()}},
+            # gRPC API: per-GetEvents-stream sent/dropped/queued
+            "api": self.api.stats() if self.api is not None and hasattr(self.api, "stats") else {},
         }

@@ -28,6 +28,15 @@ class AgentConfig:
     export_file: str = ""
     export_file_max_size_mb: float = 10.0
     export_file_max_backups: int = 5
+    export_file_rotation_interval_s: float = 0.0  # 0 = rotate by size only
+    export_file_compress: bool = False  # gzip rotated backups (path.1.gz ...)
+    export_file_perm: int = 0o600
+    # JSON lines (or @FILE) as Tetragon's flags; see kerneye.export.filters / fieldfilter / redact
+    export_allowlist: str = ""
+    export_denylist: str = ""
+    field_filters: str = ""
+    redaction_filters: str = ""
+    export_rate_limit: int = -1  # events per minute; -1 unlimited, 0 exports nothing
     output: str = "compact"  # stdout: compact | json | none
     color: bool = False
     enable_ancestors: bool = False
@@ -43,6 +52,14 @@ class AgentConfig:
     policy_mode: str = ""
     policy_events_full_process: bool = False  # caps/ns/creds in process_kprobe etc. too  # override for every static policy: monitor | enforce
     api: bool = True
+    # gRPC API: always unix://<run_dir>/kerneye.sock; optionally TCP (TLS unless insecure)
+    server_address: str = ""  # HOST:PORT
+    server_tls_cert_file: str = ""
+    server_tls_key_file: str = ""
+    server_tls_client_ca_files: list[str] = field(default_factory=list)  # require client certs signed by these
+    server_insecure: bool = False  # allow plain TCP (no TLS, no authentication)
+    api_client_queue_size: int = 10000  # events queued per GetEvents stream before drops
+    metrics_server: str = ""  # --metrics-server HOST:PORT or :PORT; "" = no metrics endpoint
     log_level: str = "info"
 
     def __post_init__(self) -> None:

@@ -106,3 +106,23 @@ class AgentLock:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def sd_notify(state: str) -> bool:
+    """Tell systemd about a state change (Type=notify units): "READY=1",
+    "STOPPING=1". A no-op returning False outside such a unit, or if the
+    notification socket cannot be reached."""
+    import socket
+
+    addr = os.environ.get("NOTIFY_SOCKET", "")
+    if not addr or addr[0] not in "/@":
+        return False
+    if addr[0] == "@":
+        addr = "\0" + addr[1:]  # abstract namespace
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.connect(addr)
+            s.sendall(state.encode())
+    except OSError:
+        return False
+    return True

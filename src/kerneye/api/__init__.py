@@ -1,1 +1,2 @@
-"""Local API on a root-only Unix socket: JSON-lines requests and streams."""
+"""The agent's gRPC API (api/v1/kerneye/*.proto): server, client, and the
+export-JSON <-> protobuf conversions."""

@@ -1,66 +1,43 @@
-"""Client side of the local API (used by `kerneye getevents` / `status`)."""
+"""Command-style client of the agent's API, kept for scripts and tests that
+predate the gRPC API: ``request(socket_path, {"cmd": ...})`` with the old
+command names, each mapped onto one gRPC call (see grpc_client for the
+full client).
+
+    {"cmd": "status"}                                    -> GetStatus (the status dict)
+    {"cmd": "tp_add", "yaml": ..., "mode": ..., "source": ...} -> AddTracingPolicy
+    {"cmd": "tp_list"}                                   -> ListTracingPolicies
+    {"cmd": "tp_delete"|"tp_enable"|"tp_disable", "name": ...}
+    {"cmd": "tp_set_mode", "name": ..., "mode": ...}     -> ConfigureTracingPolicy
+
+Errors: ApiError when the agent cannot be reached or refuses the caller
+(not running, not root), KerneyeError when it refuses the request.
+"""
 from __future__ import annotations
 
-import errno
-import json
-import os
-import socket
-from typing import Any, Iterator
+from typing import Any
 
-from ..errors import ApiError, KerneyeError
+from ..errors import KerneyeError
+from .grpc_client import DEFAULT_SOCKET, Client, Endpoint, socket_path
 
-DEFAULT_SOCKET = "/run/kerneye/kerneye.sock"
-
-
-def _connect(path: str) -> socket.socket:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.connect(path)
-    except OSError as e:
-        s.close()
-        if e.errno in (errno.ENOENT, errno.ECONNREFUSED):
-            raise ApiError(f"the kerneye agent is not running (no API at {path}); start it with `make run` "
-                           "or `kerneye agent`") from None
-        if e.errno == errno.EACCES:
-            raise ApiError(f"permission denied on {path}: the kerneye API is for root only; run as root") from None
-        raise ApiError(f"cannot reach the kerneye agent at {path}: {e.strerror}") from None
-    return s
+__all__ = ["DEFAULT_SOCKET", "request", "socket_path"]
 
 
 def request(path: str, req: dict[str, Any]) -> dict[str, Any]:
-    s = _connect(path)
-    try:
-        s.sendall((json.dumps(req) + "\n").encode())
-        line = s.makefile("rb").readline()
-    finally:
-        s.close()
-    if not line:
-        raise ApiError("the kerneye agent closed the connection without answering")
-    out = json.loads(line)
-    if "error" in out:
-        if out["error"].startswith("permission denied"):
-            raise ApiError(out["error"])
-        raise KerneyeError(out["error"])  # the agent refused the request: exit 1, not "unreachable"
-    return out
-
-
-def stream_events(path: str, flt: dict[str, Any]) -> Iterator[str]:
-    """Yield event JSON lines until the agent goes away."""
-    s = _connect(path)
-    try:
-        s.sendall((json.dumps({"cmd": "getevents", "filter": flt}) + "\n").encode())
-        f = s.makefile("rb")
-        first = f.readline()
-        if not first:
-            raise ApiError("the kerneye agent closed the connection without answering")
-        hdr = json.loads(first)
-        if "error" in hdr:
-            raise ApiError(hdr["error"])
-        for line in f:
-            yield line.decode("utf-8", "replace").rstrip("\n")
-    finally:
-        s.close()
-
-
-def socket_path() -> str:
-    return os.environ.get("KERNEYE_SOCKET", DEFAULT_SOCKET)
+    cmd = req.get("cmd")
+    with Client(Endpoint(socket=path)) as c:
+        if cmd == "status":
+            return c.status()
+        if cmd == "tp_add":
+            return c.add_policy(req.get("yaml", ""), req.get("mode") or None, req.get("source") or "")
+        if cmd == "tp_list":
+            return c.list_policies()
+        name = req.get("name", "")
+        if cmd == "tp_delete":
+            c.delete_policy(name)
+        elif cmd in ("tp_enable", "tp_disable"):
+            c.configure_policy(name, enable=cmd == "tp_enable")
+        elif cmd == "tp_set_mode":
+            c.configure_policy(name, mode=req.get("mode", ""))
+        else:
+            raise KerneyeError(f"unknown command {cmd!r}")
+        return {"ok": True}

@@ -44,3 +44,36 @@ def percpu_sum_u64(fd: int, index: int) -> int:
     if not lookup(fd, ctypes.c_uint32(index), vals):
         return 0
     return sum(vals)
+
+
+class _MapInfo(ctypes.Structure):
+    """The first fields of struct bpf_map_info (the kernel fills what fits)."""
+
+    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("key_size", ctypes.c_uint32),
+                ("value_size", ctypes.c_uint32), ("max_entries", ctypes.c_uint32), ("map_flags", ctypes.c_uint32),
+                ("name", ctypes.c_char * 16)]
+
+
+def info(fd: int) -> tuple[int, int, int]:
+    """(map type, key size, max_entries) of a map fd."""
+    i = _MapInfo()
+    ln = ctypes.c_uint(ctypes.sizeof(i))
+    rc = libbpf.lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(i), ctypes.byref(ln))
+    if rc:
+        raise BpfError(f"cannot read map info: {libbpf.strerror(rc)}", -rc)
+    return i.type, i.key_size, i.max_entries
+
+
+def count_keys(fd: int, key_size: int, limit: int) -> int:
+    """Number of keys, walking the map with get_next_key (one syscall per
+    key), stopping at `limit` in case concurrent deletions restart the walk."""
+    l = libbpf.lib()
+    cur = ctypes.create_string_buffer(max(1, key_size))
+    nxt = ctypes.create_string_buffer(max(1, key_size))
+    n = 0
+    rc = l.bpf_map_get_next_key(fd, None, nxt)
+    while rc == 0 and n < limit:
+        n += 1
+        ctypes.memmove(cur, nxt, key_size)
+        rc = l.bpf_map_get_next_key(fd, cur, nxt)
+    return n

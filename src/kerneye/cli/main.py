@@ -6,7 +6,6 @@ Every failure is one line on stderr and a non-zero exit code:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -14,6 +13,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ApiError, KerneyeError
+from . import client_cmds
 
 EXIT_UNREACHABLE = 3
 
@@ -28,6 +28,40 @@ def _size(v: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {v!r} (examples: 16M, 65536)") from None
 
 
+def _duration(v: str) -> float:
+    from ..config_file import parse_duration
+
+    try:
+        return parse_duration(v)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _perm(v: str) -> int:
+    from ..config_file import parse_perm
+
+    try:
+        return parse_perm(v)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _with_config_files(ns: argparse.Namespace, argv: list[str] | None) -> argparse.Namespace:
+    """Fill agent options not given as flags from the config file/dir layers
+    (precedence in kerneye.config_file)."""
+    from .. import config_file
+
+    p = _parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+    agent_parser = sub.choices["agent"]
+    args = list(sys.argv[1:] if argv is None else argv)
+    args = args[args.index("agent") + 1:] if "agent" in args else args
+    layers = config_file.config_layers(ns.config_file, ns.config_dir)
+    for dest, source in config_file.apply_config(agent_parser, ns, args, layers).items():
+        logging.getLogger("kerneye").debug("option %s from %s", dest, source)
+    return ns
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kerneye", description="kerneye: an eye on the kernel")
     p.add_argument("--version", action="version", version=f"kerneye {__version__}")
@@ -35,9 +69,31 @@ def _parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("agent", help="run the agent (root)")
     a.add_argument("--export-file", "--export-filename", dest="export_file", default="",
-                   help="write JSON events to this file (rotated by size)")
+                   help="write JSON events to this file (rotated by size and interval; filters: docs/reference/export.md)")
     a.add_argument("--export-file-max-size-mb", type=float, default=10.0)
     a.add_argument("--export-file-max-backups", type=int, default=5)
+    a.add_argument("--export-file-rotation-interval", type=_duration, default=0.0, metavar="DURATION",
+                   help="also rotate the export file after this long (1h, 30m, 90s; 0 = size only)")
+    a.add_argument("--export-file-compress", action="store_true", help="gzip rotated export files")
+    a.add_argument("--export-file-perm", type=_perm, default=0o600, metavar="MODE",
+                   help="octal mode of the export file and its backups (default 600)")
+    a.add_argument("--export-allowlist", default="", metavar="JSONL|@FILE",
+                   help='export only events matching one of these filters, one JSON object per line, '
+                        'e.g. \'{"event_set":["PROCESS_EXEC"],"binary_regex":["curl$"]}\'')
+    a.add_argument("--export-denylist", default="", metavar="JSONL|@FILE",
+                   help="never export events matching one of these filters (wins over the allowlist)")
+    a.add_argument("--field-filters", default="", metavar="JSONL|@FILE",
+                   help='include/exclude event fields, e.g. \'{"fields":"process.binary,process.pid","action":"INCLUDE"}\'')
+    a.add_argument("--redaction-filters", default="", metavar="JSONL|@FILE",
+                   help='hide capture groups in arguments, e.g. \'{"redact":["password=(\\\\S+)"]}\'')
+    a.add_argument("--export-rate-limit", type=int, default=-1, metavar="N",
+                   help="export at most N events per minute (-1 unlimited, 0 none); drops are reported "
+                        "as rate_limit_info events")
+    a.add_argument("--config-file", default=None, metavar="FILE",
+                   help="YAML file of agent options (default /etc/kerneye/kerneye.yaml if present)")
+    a.add_argument("--config-dir", default=None, metavar="DIR",
+                   help="directory with one file per option (default /etc/kerneye/kerneye.conf.d if present); "
+                        "precedence: defaults < kerneye.yaml < kerneye.conf.d < --config-file < --config-dir < flags")
     a.add_argument("-o", "--output", choices=["compact", "json", "none"], default="compact",
                    help="events on stdout (default compact)")
     a.add_argument("--color", choices=["auto", "always", "never"], default="auto")
@@ -54,41 +110,13 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--tracing-policy-dir", default="", metavar="DIR", help="load every *.yaml policy in DIR")
     a.add_argument("--policy-mode", choices=["monitor", "enforce"], default=None,
                    help="force this mode on the policies loaded at start")
+    a.add_argument("--metrics-server", default="", metavar="ADDR",
+                   help="serve Prometheus metrics on ADDR, e.g. 127.0.0.1:2112 or :2112 (default: off)")
     a.add_argument("--policy-events-full-process", action="store_true",
                    help="full process records (caps, namespaces, credentials) in policy events too")
 
-    tp = sub.add_parser("tracingpolicy", aliases=["tp"], help="manage tracing policies of the running agent")
-    tps = tp.add_subparsers(dest="tpcmd", metavar="ACTION")
-    t_add = tps.add_parser("add", help="load a TracingPolicy YAML file")
-    t_add.add_argument("file")
-    t_add.add_argument("--mode", choices=["monitor", "enforce"], default=None)
-    t_list = tps.add_parser("list", help="list loaded policies")
-    t_list.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    for verb in ("delete", "enable", "disable"):
-        x = tps.add_parser(verb, help=f"{verb} a policy by name")
-        x.add_argument("name")
-    t_mode = tps.add_parser("set-mode", help="switch a policy between monitor and enforce")
-    t_mode.add_argument("name")
-    t_mode.add_argument("mode", choices=["monitor", "enforce"])
-    for x in (t_add, t_list, *[tps.choices[v] for v in ("delete", "enable", "disable")], t_mode):
-        x.add_argument("--socket", default="")
-
-    g = sub.add_parser("getevents", help="stream events from the running agent")
-    g.add_argument("-o", "--output", choices=["json", "compact"], default="json")
-    g.add_argument("--color", choices=["auto", "always", "never"], default="auto")
-    g.add_argument("--process", action="append", default=[], metavar="REGEX", help="binary regex (repeatable)")
-    g.add_argument("--pid", action="append", type=int, default=[], metavar="N")
-    g.add_argument("-e", "--event-types", nargs="+", default=[], metavar="TYPE",
-                   help="PROCESS_EXEC PROCESS_EXIT ... (or process_exec ...)")
-    g.add_argument("--container", action="append", default=[], metavar="ID", help="container id or prefix")
-    g.add_argument("--policy-names", nargs="+", default=[])
-    g.add_argument("--socket", default="", help="agent API socket")
-
-    s = sub.add_parser("status", help="show the running agent's state")
-    s.add_argument("--json", action="store_true", help="print the raw status object")
-    s.add_argument("--socket", default="")
-
-    sub.add_parser("version", help="print the version")
+    client_cmds.add_agent_api_flags(a)
+    client_cmds.add_parsers(sub)  # tracingpolicy, getevents, status, version, info (gRPC clients)
     return p
 
 
@@ -96,9 +124,11 @@ def _color(choice: str, stream: Any) -> bool:
     return choice == "always" or (choice == "auto" and stream.isatty())
 
 
-def cmd_agent(ns: argparse.Namespace) -> int:
+def cmd_agent(ns: argparse.Namespace, argv: list[str] | None = None) -> int:
     from ..agent import Agent
     from ..config import AgentConfig
+
+    ns = _with_config_files(ns, argv)
 
     logging.basicConfig(level=ns.log_level.upper(), stream=sys.stderr, format="kerneye: %(levelname)s: %(message)s")
     cfg = AgentConfig(
@@ -109,6 +139,16 @@ def cmd_agent(ns: argparse.Namespace) -> int:
         tracing_policies=ns.tracing_policy, tracing_policy_dir=ns.tracing_policy_dir,
         policy_mode=ns.policy_mode or "", policy_events_full_process=ns.policy_events_full_process,
     )
+    cfg.export_file_rotation_interval_s = ns.export_file_rotation_interval
+    cfg.export_file_compress = ns.export_file_compress
+    cfg.export_file_perm = ns.export_file_perm
+    cfg.export_allowlist = ns.export_allowlist
+    cfg.export_denylist = ns.export_denylist
+    cfg.field_filters = ns.field_filters
+    cfg.redaction_filters = ns.redaction_filters
+    cfg.export_rate_limit = ns.export_rate_limit
+    cfg.metrics_server = ns.metrics_server
+    client_cmds.apply_agent_api_flags(cfg, ns)
     agent = Agent(cfg)
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -125,129 +165,21 @@ def cmd_agent(ns: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_getevents(ns: argparse.Namespace) -> int:
-    from ..api import client
-    from ..export.compact import encode_compact
-    from ..export.filter import EventFilter
-
-    flt = EventFilter(process_regex=ns.process, pids=ns.pid, event_types=ns.event_types,
-                      container=ns.container, policy_names=ns.policy_names)
-    color = _color(ns.color, sys.stdout)
-    try:
-        if not sys.stdin.isatty() and not sys.stdin.closed and _stdin_has_data():
-            lines: Any = (ln.rstrip("\n") for ln in sys.stdin)
-            local = True
-        else:
-            lines = client.stream_events(ns.socket or client.socket_path(), flt.to_dict())
-            local = False
-        for line in lines:
-            if not line:
-                continue
-            if local or ns.output == "compact":
-                try:
-                    ev = json.loads(line)
-                except ValueError:
-                    continue
-                if local and not flt.match(ev):
-                    continue
-                if ns.output == "compact":
-                    out = encode_compact(ev, color)
-                    if out is None:
-                        continue
-                    line = out
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-    except BrokenPipeError:
-        return 0
-    return 0
-
-
-def _stdin_has_data() -> bool:
-    """Piped stdin (like `tetra getevents < file`): read events from it."""
-    import os
-    import stat
-
-    try:
-        mode = os.fstat(sys.stdin.fileno()).st_mode
-    except (OSError, ValueError):
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
-
-
-def cmd_status(ns: argparse.Namespace) -> int:
-    from ..api import client
-
-    st = client.request(ns.socket or client.socket_path(), {"cmd": "status"})
-    if ns.json:
-        print(json.dumps(st, indent=2))
-        return 0 if st.get("ready") else 1
-    ev = st["events"]
-    lost = ev["lost"]
-    print(f"kerneye {st['version']} on {st['node_name']} (pid {st['pid']}): {'ready' if st['ready'] else 'NOT ready'}, up {st['uptime_s']}s")
-    print(f"events: seen {ev['seen']}, by type {ev['by_type']}, exported {ev['exported']}")
-    print(f"lost: ring buffer {lost['ringbuf']}, queue {lost['queue']}, api clients {lost['api_clients']}"
-          f"; parked {ev['parked']}, missing parent {ev['missing_parent']}")
-    pc = st["process_cache"]
-    print(f"process cache: {pc['size']} entries, {pc['evictions']} evictions, {pc['misses']} misses")
-    print(f"ring buffer: {st['ringbuf']['size'] >> 20} MiB, peak fill {st['ringbuf']['peak_fill']:.1%}")
-    for s in st["sensors"]:
-        print(f"sensor {s['name']}: {s['state']} ({', '.join(s['programs'])}){' ' + s['error'] if s['error'] else ''}")
-    return 0 if st.get("ready") else 1
-
-
-def cmd_tracingpolicy(ns: argparse.Namespace) -> int:
-    from ..api import client
-    from ..errors import ConfigError
-
-    path = ns.socket or client.socket_path()
-    if ns.tpcmd == "add":
-        try:
-            with open(ns.file, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise ConfigError(f"cannot read policy {ns.file}: {e.strerror}") from None
-        r = client.request(path, {"cmd": "tp_add", "yaml": text, "source": ns.file, "mode": ns.mode})
-        print(f"policy {r['name']} loaded in {r['mode']} mode ({r['hooks']} hooks)")
-        return 0
-    if ns.tpcmd == "list":
-        r = client.request(path, {"cmd": "tp_list"})
-        if ns.output == "json":
-            print(json.dumps(r, indent=2))
-            return 0
-        print(f"{'NAME':<28} {'STATE':<9} {'MODE':<8} {'HOOKS':>5} {'NPOST':>8} {'NENFORCE':>8} {'NMONITOR':>8}  ERROR")
-        for p in r["policies"]:
-            print(f"{p['name']:<28} {p['state']:<9} {p['mode']:<8} {len(p['hooks']):>5} {p['npost']:>8} "
-                  f"{p['nenforce']:>8} {p['nmonitor']:>8}  {p['error']}")
-        unavailable = {k: v for k, v in r.get("features", {}).items() if v != "available"}
-        for k, v in unavailable.items():
-            print(f"note: {v}")
-        return 0
-    if ns.tpcmd in ("delete", "enable", "disable"):
-        client.request(path, {"cmd": f"tp_{ns.tpcmd}", "name": ns.name})
-        print(f"policy {ns.name}: {ns.tpcmd}d" if ns.tpcmd != "delete" else f"policy {ns.name} deleted")
-        return 0
-    if ns.tpcmd == "set-mode":
-        client.request(path, {"cmd": "tp_set_mode", "name": ns.name, "mode": ns.mode})
-        print(f"policy {ns.name}: mode {ns.mode}")
-        return 0
-    _parser().parse_args(["tracingpolicy", "--help"])
-    return 2
-
-
 def main(argv: list[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
     try:
         if ns.cmd == "agent":
-            return cmd_agent(ns)
+            return cmd_agent(ns, argv)
         if ns.cmd == "getevents":
-            return cmd_getevents(ns)
+            return client_cmds.cmd_getevents(ns)
         if ns.cmd in ("tracingpolicy", "tp"):
-            return cmd_tracingpolicy(ns)
+            return client_cmds.cmd_tracingpolicy(ns)
         if ns.cmd == "status":
-            return cmd_status(ns)
+            return client_cmds.cmd_status(ns)
         if ns.cmd == "version":
-            print(f"kerneye {__version__}")
-            return 0
+            return client_cmds.cmd_version(ns)
+        if ns.cmd == "info":
+            return client_cmds.cmd_info(ns)
         _parser().print_help()
         return 2
     except ApiError as e:
@@ -256,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     except KerneyeError as e:
         print(f"kerneye: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:
+        # the reader went away (`kerneye tp list | head`): not an error; keep
+        # the interpreter's final flush of stdout quiet too
+        client_cmds.quiet_stdout()
+        return 0
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # noqa: BLE001 - one line, never a traceback

@@ -1,9 +1,12 @@
-"""JSON-lines export file with size-based rotation (``--export-file``).
+"""JSON-lines export file with rotation by size and interval (``--export-file``).
 
 :class:`RotatingFileWriter` appends one line per :meth:`~RotatingFileWriter.write`
-call to ``path`` and rotates by size, keeping ``path.1`` (newest backup) …
-``path.N`` (oldest). It mirrors Tetragon's ``--export-file-max-size-mb`` /
-``--export-file-max-backups`` / ``--export-file-perm 600``.
+call to ``path`` and rotates by size (and, with ``rotation_interval_s``, by
+age), keeping ``path.1`` (newest backup) … ``path.N`` (oldest); with
+``compress=True`` the backups are gzipped: ``path.1.gz`` … ``path.N.gz``. It
+mirrors Tetragon's ``--export-file-max-size-mb`` / ``--export-file-max-backups``
+/ ``--export-file-rotation-interval`` / ``--export-file-compress`` /
+``--export-file-perm 600``.
 
 Guarantees:
 
@@ -17,8 +20,19 @@ Guarantees:
 * ``write`` either accepts the line (returns) or raises :class:`ExportError`
   without accepting it, so a caller may retry without duplicating it. A failed
   flush keeps the unwritten tail of the buffer for the next attempt.
-* The file and every backup have mode 0600 regardless of umask, including a
-  pre-existing file that is appended to.
+* Interval rotation: once ``rotation_interval_s`` seconds (``clock``, default
+  ``time.monotonic``) have passed since the current file was opened or last
+  rotated, the next ``write`` or ``flush`` rotates it. An empty file is not
+  rotated (the timer restarts instead), so quiet periods leave no empty
+  backups.
+* Compression runs in a background thread (zlib releases the GIL): rotation
+  renames ``path`` to ``path.1`` and returns; the thread writes
+  ``path.1.gz`` (via a ``.tmp`` name), then removes ``path.1``. The next
+  rotation and :meth:`close` wait for it. If compression fails the plain
+  backup is kept and counted in ``compress_errors``. Backups of either form
+  are shifted and counted against ``max_backups`` alike.
+* The file and every backup have mode ``perm`` (default 0600) regardless of
+  umask, including a pre-existing file that is appended to.
 * The final path component must not be a symlink and must be a regular file:
   the agent usually runs as root, and following a planted link would let it
   append to (and chmod) an arbitrary file.
@@ -34,9 +48,14 @@ a machine crash.
 from __future__ import annotations
 
 import errno
+import gzip
+import logging
 import os
+import shutil
 import stat
 import threading
+import time
+from collections.abc import Callable
 from types import TracebackType
 
 from kerneye.errors import ConfigError, ExportError
@@ -49,6 +68,8 @@ DEFAULT_BUFFER_SIZE = 256 * 1024
 FILE_MODE = 0o600
 
 _HINT = "choose a writable --export-file or create its directory"
+
+log = logging.getLogger("kerneye.export")
 
 # O_NONBLOCK makes opening a FIFO without a reader fail instead of hanging;
 # it has no effect on the regular files we accept.
@@ -64,9 +85,12 @@ class RotatingFileWriter:
     :class:`ExportError` naming the path and the fix when the file or its
     directory is unusable, and :class:`ConfigError` for bad limits.
     ``max_backups=0`` keeps no backup: the file is emptied on rotation.
+    ``rotation_interval_s=0`` disables interval rotation; ``compress`` gzips
+    backups; ``perm`` is the mode of the file and its backups; ``clock`` is
+    injectable for tests.
 
     Counters (lines/bytes accepted by ``write``, including not yet flushed):
-    ``lines_written``, ``bytes_written``, ``rotations``.
+    ``lines_written``, ``bytes_written``, ``rotations``, ``compress_errors``.
     """
 
     def __init__(
@@ -75,6 +99,10 @@ class RotatingFileWriter:
         max_size_bytes: int = DEFAULT_MAX_SIZE_BYTES,
         max_backups: int = DEFAULT_MAX_BACKUPS,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
+        rotation_interval_s: float = 0.0,
+        compress: bool = False,
+        perm: int = FILE_MODE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_size_bytes < 1:
             raise ConfigError(f"export file max size must be at least 1 byte, got {max_size_bytes}")
@@ -82,10 +110,21 @@ class RotatingFileWriter:
             raise ConfigError(f"export file max backups must be >= 0, got {max_backups}")
         if buffer_size < 1:
             raise ConfigError(f"export buffer size must be at least 1 byte, got {buffer_size}")
+        if rotation_interval_s < 0:
+            raise ConfigError(f"export file rotation interval must be >= 0 seconds, got {rotation_interval_s}")
+        if not 0 <= perm <= 0o777:
+            raise ConfigError(f"export file mode must be between 000 and 777 (octal), got {perm:o}")
         self._path = os.fspath(path)
         self._max_size = max_size_bytes
         self._max_backups = max_backups
         self._buffer_size = buffer_size
+        self._interval = float(rotation_interval_s)
+        self._compress = bool(compress)
+        self._perm = perm
+        self._clock = clock
+        self._deadline = clock() + self._interval if self._interval else 0.0
+        self._compressor: threading.Thread | None = None
+        self.compress_errors = 0
         self._lock = threading.Lock()
         self._buf = bytearray()
         self._closed = False
@@ -120,7 +159,7 @@ class RotatingFileWriter:
             if self._closed:
                 raise ValueError(f"write to closed export file {self._path}")
             pending = self._size + len(self._buf)
-            if pending and pending + len(data) > self._max_size:
+            if pending and (pending + len(data) > self._max_size or (self._interval and self._due())):
                 self._rotate()
             self._buf += data
             self.lines_written += 1
@@ -132,6 +171,8 @@ class RotatingFileWriter:
         """Hand all buffered lines to the kernel. No-op when closed."""
         with self._lock:
             if not self._closed:
+                if self._interval and self._due() and self._size + len(self._buf):
+                    self._rotate()
                 self._drain()
 
     def close(self) -> None:
@@ -144,6 +185,7 @@ class RotatingFileWriter:
                 self._drain()
             finally:
                 self._close_fd()
+                self._wait_compressor()
 
     def __enter__(self) -> RotatingFileWriter:
         return self
@@ -157,6 +199,16 @@ class RotatingFileWriter:
         self.close()
 
     # --- internals (called with the lock held)
+
+    def _due(self) -> bool:
+        """Interval elapsed? An empty file restarts the timer instead."""
+        now = self._clock()
+        if now < self._deadline:
+            return False
+        if not (self._size + len(self._buf)):
+            self._deadline = now + self._interval
+            return False
+        return True
 
     def _error(self, what: str, err: OSError) -> ExportError:
         reason = err.strerror or str(err)
@@ -182,7 +234,7 @@ class RotatingFileWriter:
 
     def _open(self) -> None:
         try:
-            fd = os.open(self._path, _OPEN_FLAGS, FILE_MODE)
+            fd = os.open(self._path, _OPEN_FLAGS, self._perm)
         except OSError as err:
             raise self._error("cannot write export file", err) from None
         try:
@@ -192,10 +244,10 @@ class RotatingFileWriter:
                     f"cannot write export file {self._path}: it is not a regular file; {_HINT}"
                 )
             # The open() mode is filtered by umask and ignored for existing files.
-            os.fchmod(fd, FILE_MODE)
+            os.fchmod(fd, self._perm)
         except OSError as err:
             os.close(fd)
-            raise self._error("cannot set mode 0600 on export file", err) from None
+            raise self._error(f"cannot set mode {self._perm:04o} on export file", err) from None
         except BaseException:
             os.close(fd)
             raise
@@ -229,16 +281,34 @@ class RotatingFileWriter:
     def _rotate(self) -> None:
         self._drain()
         self._close_fd()
+        # Backups may only move once the previous compression is done.
+        self._wait_compressor()
+        shifted = False
         try:
             self._shift_backups()
+            shifted = True
         except OSError as err:
             raise self._error("cannot rotate export file", err) from None
         finally:
             # Reopen whatever is at path now (the old file if the shift
             # failed), so the writer stays usable. If this fails, _drain
             # retries the open later.
+            if self._interval:
+                self._deadline = self._clock() + self._interval
             self._open()
         self.rotations += 1
+        if shifted and self._compress and self._max_backups > 0:
+            t = threading.Thread(target=self._compress_backup, args=(f"{self._path}.1",),
+                                 name="kerneye-export-gzip", daemon=True)
+            self._compressor = t
+            t.start()
+
+    def _backup(self, n: int) -> str | None:
+        """The existing backup number n (``.n.gz`` or ``.n``), or None."""
+        for name in (f"{self._path}.{n}.gz", f"{self._path}.{n}"):
+            if os.path.lexists(name):
+                return name
+        return None
 
     def _shift_backups(self) -> None:
         if self._max_backups == 0:
@@ -248,8 +318,49 @@ class RotatingFileWriter:
         # first gap absorbs the shift. Capping k at N-1 makes the last rename
         # replace path.N, which is how the oldest backup is deleted.
         k = 0
-        while k < self._max_backups - 1 and os.path.lexists(f"{self._path}.{k + 1}"):
+        while k < self._max_backups - 1 and self._backup(k + 1) is not None:
             k += 1
         for n in range(k, 0, -1):
-            os.rename(f"{self._path}.{n}", f"{self._path}.{n + 1}")
+            src = self._backup(n)
+            assert src is not None
+            gz = src.endswith(".gz")
+            dst = f"{self._path}.{n + 1}" + (".gz" if gz else "")
+            other = f"{self._path}.{n + 1}" + ("" if gz else ".gz")
+            if os.path.lexists(other):  # mixed forms: the replaced backup's twin goes too
+                os.unlink(other)
+            os.rename(src, dst)
+        # path.1 still exists only when max_backups == 1: it is the oldest.
+        for stale in (f"{self._path}.1", f"{self._path}.1.gz"):
+            if os.path.lexists(stale):
+                os.unlink(stale)
         os.rename(self._path, f"{self._path}.1")
+
+    def _wait_compressor(self) -> None:
+        t, self._compressor = self._compressor, None
+        if t is not None:
+            t.join()
+
+    def _compress_backup(self, src: str) -> None:
+        """path.1 -> path.1.gz (runs in its own thread; never raises)."""
+        dst = src + ".gz"
+        tmp = dst + ".tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, self._perm)
+            try:
+                os.fchmod(fd, self._perm)
+                raw = os.fdopen(fd, "wb")
+            except BaseException:
+                os.close(fd)
+                raise
+            with raw, open(src, "rb") as fin:
+                with gzip.GzipFile(filename=os.path.basename(src), mode="wb", fileobj=raw, compresslevel=6) as gz:
+                    shutil.copyfileobj(fin, gz, 1 << 20)
+            os.rename(tmp, dst)
+            os.unlink(src)
+        except Exception as err:  # noqa: BLE001 - keep the plain backup
+            self.compress_errors += 1
+            log.warning("cannot compress export backup %s: %s; it is kept uncompressed", src, err)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass

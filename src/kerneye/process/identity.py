@@ -42,6 +42,19 @@ class Clock:
 
 
 def rfc3339(ns: int) -> str:
-    """2026-12-03T08:45:36.123456789Z, as protobuf Timestamps render in JSON."""
+    """2026-12-03T08:45:36.123456789Z, exactly as protobuf renders a
+    Timestamp in JSON (so the export equals the gRPC event's JSON form)."""
     secs, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + frac_suffix(frac) + "Z"
+
+
+def frac_suffix(nanos: int) -> str:
+    """The fraction of a protobuf JSON Timestamp: none for whole seconds,
+    else 3, 6 or 9 digits, the fewest that hold the value exactly."""
+    if nanos == 0:
+        return ""
+    if nanos % 1_000_000 == 0:
+        return f".{nanos // 1_000_000:03d}"
+    if nanos % 1_000 == 0:
+        return f".{nanos // 1_000:06d}"
+    return f".{nanos:09d}"

@@ -85,11 +85,11 @@ class Process:
             if self.docker:
                 d["docker"] = self.docker
             d["parent_exec_id"] = self.parent_exec_id
-            d["cap"] = {
-                "permitted": cap_names(self.cap_permitted),
-                "effective": cap_names(self.cap_effective),
-                "inheritable": cap_names(self.cap_inheritable),
-            }
+            # empty sets are left out, as protobuf JSON leaves out empty
+            # repeated fields ({} for a process without any capability)
+            caps = (("permitted", self.cap_permitted), ("effective", self.cap_effective),
+                    ("inheritable", self.cap_inheritable))
+            d["cap"] = {k: cap_names(v) for k, v in caps if v}
             d["ns"] = {k: {"inum": v, "is_host": self.ns_is_host.get(k, False)} for k, v in self.ns.items()}
             d["tid"] = self.tid
             d["process_credentials"] = {
