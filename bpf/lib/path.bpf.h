@@ -50,14 +50,15 @@ FUNC_INLINE void path_pseudo_name(struct path_scratch *ps, struct dentry *dentry
 	struct inode *ino = BPF_CORE_READ(dentry, d_inode);
 	char c = 0;
 
-	bpf_probe_read_kernel(&c, 1, nm);
-	if (c == '/')
-		return;
-	if (!c && ino && BPF_CORE_READ(ino, i_sb, s_magic) == 0x6e736673 /* NSFS_MAGIC */) {
+	/* nsfs dentries are anonymous ("/"): name them after the namespace */
+	if (ino && BPF_CORE_READ(ino, i_sb, s_magic) == 0x6e736673 /* NSFS_MAGIC */) {
 		struct ns_common *ns = BPF_CORE_READ(ino, i_private);
 
 		nm = (const unsigned char *)BPF_CORE_READ(ns, ops, name);
 	}
+	bpf_probe_read_kernel(&c, 1, nm);
+	if (c == '/' || !c)
+		return;
 	if (ps->n < PATH_DEPTH) {
 		ps->names[ps->n & (PATH_DEPTH - 1)] = nm;
 		ps->n++;

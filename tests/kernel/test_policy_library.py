@@ -493,8 +493,6 @@ def test_namespaces_setns(lib: AgentProc) -> None:
     assert nstype == {"int_arg": 0, "label": "nstype"}
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: nsfs file names come from d_dname(); bpf/lib/path.bpf.h tries "
-                   "the namespace type through inode->i_private but renders '/' on this kernel")
 def test_namespaces_setns_fd_names_the_namespace(lib: AgentProc) -> None:
     r = run(PTRIG, "pid", "setns", "/proc/self/ns/uts")
     (ev,) = wait_kprobes(lib, "namespace-changes", trig_pid(r), 1)
