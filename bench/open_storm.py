@@ -7,6 +7,8 @@
       these opens (the cost of a hooked syscall filtered in the kernel)
   (c) the agent with a sys_openat policy that posts every open, exported
       as JSON to a file
+  (f) the floor: an empty BPF program on the same tracepoint (what "a C
+      program that drops everything in the kernel" costs on this workload)
 Prints the ratios b/a and c/a, the events (c) delivered and lost, and the
 events/s the agent exported. Targets (issue): b <= 1.20, c <= 1.6.
 
@@ -58,6 +60,16 @@ def run_loop(n: int, target: str) -> float:
     t0 = time.perf_counter()
     subprocess.run([OPEN_LOOP, str(n), target], check=True)
     return time.perf_counter() - t0
+
+
+def floor_time(n: int, target: str) -> float:
+    """Time the loop with only an empty program on sys_enter_openat."""
+    sys.path.insert(0, os.path.join(ROOT, "src"))
+    from kerneye.bpf.objects import LoadedObject, ObjectSpec
+
+    with LoadedObject(ObjectSpec(os.path.join(ROOT, "bpf", ".output", "bench_null_openat.bpf.o"))) as obj:
+        obj.attach_all()
+        return run_loop(n, target)
 
 
 def cpu_s(pid: int) -> float:
@@ -122,19 +134,23 @@ def main() -> int:
         run_loop(min(a.n, 100_000), target)  # warm-up
         for r in range(a.rounds):
             base = run_loop(a.n, target)
+            f = floor_time(a.n, target)
             b = with_agent(work, f"b{r}", POLICY.format(selectors=NONE_MATCH), a.n, target)
             c = with_agent(work, f"c{r}", POLICY.format(selectors=""), a.n, target)
             base2 = run_loop(a.n, target)
-            rows.append((statistics.mean([base, base2]), b, c))
+            rows.append((statistics.mean([base, base2]), b, c, f))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     ratio_b = statistics.median(r[1]["time"] / r[0] for r in rows)
+    ratio_f = statistics.median(r[3] / r[0] for r in rows)
     ratio_c = statistics.median(r[2]["time"] / r[0] for r in rows)
     c = rows[-1][2]
     out = {
         "workload": f"{a.n} x open+close, {a.rounds} round(s)",
         "baseline_s": round(rows[-1][0], 3),
+        "f_floor_ratio": round(ratio_f, 3),
         "b_nonmatching_ratio": round(ratio_b, 3),
+        "b_over_floor": round(ratio_b / ratio_f, 3),
         "b_events_exported": rows[-1][1]["exported"],
         "c_post_all_ratio": round(ratio_c, 3),
         "c_events_exported": c["exported"],
@@ -146,11 +162,14 @@ def main() -> int:
         # ~2.2 us in kernel-facts.md's workload), so also print the absolute
         # cost each hooked open pays:
         "b_added_us_per_open": round((rows[-1][1]["time"] - rows[-1][0]) / a.n * 1e6, 3),
+        "f_added_us_per_open": round((rows[-1][3] - rows[-1][0]) / a.n * 1e6, 3),
         "c_added_us_per_open": round((c["time"] - rows[-1][0]) / a.n * 1e6, 3),
     }
     print(json.dumps(out, indent=2))
-    print(f"open storm: bare open+close {out['baseline_s'] / a.n * 1e6:.2f} us; non-matching policy "
-          f"{out['b_nonmatching_ratio']}x (+{out['b_added_us_per_open']} us/open; target <= 1.20); post-all "
+    print(f"open storm: bare open+close {out['baseline_s'] / a.n * 1e6:.2f} us; in-kernel floor (empty program) "
+          f"{out['f_floor_ratio']}x (+{out['f_added_us_per_open']} us/open); non-matching policy "
+          f"{out['b_nonmatching_ratio']}x (+{out['b_added_us_per_open']} us/open, {out['b_over_floor']}x the floor;"
+          f" target <= 1.20, reference floor 1.14); post-all "
           f"{out['c_post_all_ratio']}x (target <= 1.6), delivered {out['c_delivered']:.2%}, lost {out['c_events_lost']},"
           f" (+{out['c_added_us_per_open']} us/open), exported {out['c_export_events_per_s']} events/s,"
           f" agent {out['c_agent_cpu_us_per_event']} us/event")
