@@ -63,7 +63,12 @@ def ensure_mount(path: str, fstype: str) -> bool:
     """Mount fstype at path if it is not there. Returns True if we mounted it."""
     if _mounted(path, fstype):
         return False
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise KerneyeError(
+            f"cannot mount {fstype} at {path}: {e.strerror}; mount it yourself (`mount -t {fstype} {fstype} {path}`)"
+        ) from None
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
