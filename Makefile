@@ -5,7 +5,8 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PKGS := clang-16 llvm-16 bpftool libbpf-dev libbpf1 libelf-dev make python3-venv python3-pip util-linux
+APT_PKGS := clang-16 llvm-16 bpftool libbpf-dev libbpf1 libelf-dev linux-libc-dev make python3-venv python3-pip \
+	util-linux iproute2 systemd
 EXPORT_FILE ?= /var/log/kerneye/events.json
 ARGS ?=
 
