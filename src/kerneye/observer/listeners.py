@@ -10,7 +10,6 @@ from typing import Protocol, TextIO
 
 from ..events.event import Event
 from ..export.compact import encode_compact
-from ..export.jsonfile import RotatingFileWriter
 
 
 class Listener(Protocol):
@@ -21,24 +20,6 @@ class Listener(Protocol):
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
-
-
-class JsonFileListener:
-    name = "export-file"
-
-    def __init__(self, writer: RotatingFileWriter) -> None:
-        self.writer = writer
-        self.exported = 0
-
-    def on_event(self, ev: Event) -> None:
-        self.writer.write(ev.to_json())
-        self.exported += 1
-
-    def flush(self) -> None:
-        self.writer.flush()
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 class StdoutListener:
