@@ -26,9 +26,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from agentctl import AgentProc  # noqa: E402
+from benchutil import cpu_s  # noqa: E402
 
 FORKEXEC = os.path.join(ROOT, "tests", "progs", ".output", "forkexec")
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def storm(n: int, tag: str) -> float:
@@ -37,10 +37,6 @@ def storm(n: int, tag: str) -> float:
     return time.perf_counter() - t0
 
 
-def cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def rss_mib(pid: int) -> float:

@@ -31,6 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "src")
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from agentctl import AgentProc  # noqa: E402
+from benchutil import cpu_s  # noqa: E402
 
 OPEN_LOOP = os.path.join(ROOT, "tests", "progs", ".output", "open_loop")
 
@@ -56,10 +57,6 @@ spec:
 """
 
 
-def cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- client process ---------------------------------------------------------------

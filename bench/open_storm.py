@@ -29,6 +29,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from agentctl import AgentProc  # noqa: E402
+from benchutil import cpu_s  # noqa: E402
 
 OPEN_LOOP = os.path.join(ROOT, "tests", "progs", ".output", "open_loop")
 
@@ -72,10 +73,6 @@ def floor_time(n: int, target: str) -> float:
         return run_loop(n, target)
 
 
-def cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def with_agent(work: str, name: str, policy: str, n: int, target: str) -> dict[str, float]:

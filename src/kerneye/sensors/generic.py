@@ -34,7 +34,7 @@ from ..policy.errors import PolicyError
 from ..policy.model import TracingPolicy
 from ..process.caps import CAP_NAMES
 from ..process.identity import exec_id, frac_suffix, rfc3339
-from ..process.model import unknown_process
+from ..process.model import Process, unknown_process
 from .base import Sensor
 
 log = logging.getLogger("kerneye.policy")
@@ -140,6 +140,8 @@ class PolicyManager:
                  wakeup_bytes: int = 256 << 10, full_process: bool = False) -> None:
         self.wakeup_bytes = wakeup_bytes
         self.full_process = full_process
+        # chosen once, not per event: the process record policy events carry
+        self._process_json = Process.json if full_process else Process.json_lean
         self.bpf_dir = bpf_dir
         self.shared_fds = shared_fds
         self.compiler = compiler
@@ -758,7 +760,7 @@ class PolicyManager:
             proc = unknown_process(exec_id(self.node, ktime, pid), pid, ktime, tid)
         parent = self.cache.get(proc.parent_exec_id) if proc.parent_exec_id else None
         ancestors = self.cache.ancestors(proc) if self.ancestors else None
-        pj = (lambda p: p.json()) if self.full_process else (lambda p: p.json_lean())
+        pj = self._process_json
         parts = ['{"', kind, '":{"process":', pj(proc)]
         if parent is not None:
             parts += [',"parent":', pj(parent)]
