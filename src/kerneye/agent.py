@@ -37,6 +37,10 @@ from .process.identity import Clock
 from .process.tracker import ProcessTracker
 from .sensors import exec as exec_sensor
 from .sensors.base import Sensor, SensorManager
+from .enforce.manager import EnforcementManager, Installed, PolicyEntry, Verdict, render_args
+from .enforce.rules import errno_name
+from .process.identity import exec_id
+from .process.model import unknown_process
 from .sensors.generic import PolicyManager
 
 log = logging.getLogger("kerneye.agent")
@@ -64,6 +68,7 @@ class Agent:
         self.lock = system.AgentLock(cfg.run_dir)
         self.api: Any = None
         self.policies: PolicyManager | None = None
+        self.enforcement: EnforcementManager | None = None
         self.policy_errors: dict[str, str] = {}
         self.features: dict[str, str | None] = {}
         self.ready = False
@@ -147,6 +152,10 @@ class Agent:
                                       self.cache, self.eventcache, self.emit, self.cfg.enable_ancestors,
                                       self.cfg.rb_wakeup_bytes, self.cfg.policy_events_full_process)
         self.sensors.load(self.policies.sensor())
+        self.enforcement = EnforcementManager(bpf_dir=self.cfg.bpf_dir,
+                                              keep_on_exit=self.cfg.keep_enforcement_on_exit,
+                                              execve_map_fd=self.sensors.shared_fds.get("kerneye_execve_map"),
+                                              binaries=self.policies)
 
     def _load_static_policies(self) -> None:
         """--tracing-policy / --tracing-policy-dir: a broken policy is logged
@@ -162,12 +171,51 @@ class Agent:
             from .policy import loader
         for path in files:
             try:
-                tp = loader.load_file(path)
-                assert self.policies is not None
-                self.policies.add(tp, self.cfg.policy_mode or None)
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
+            except (OSError, UnicodeDecodeError) as e:
+                log.error("policy %s not loaded: cannot read it: %s", path, e)
+                self.policy_errors[path] = str(e)
+                continue
+            try:
+                self.add_policy(text, path, self.cfg.policy_mode or None)
             except KerneyeError as e:
                 log.error("policy %s not loaded: %s", path, e)
                 self.policy_errors[path] = str(e)
+
+    def add_policy(self, text: str, source: str, mode: str | None) -> dict[str, Any]:
+        """A TracingPolicy (its Override selectors go to the enforcement back
+        ends, the rest to the policy sensor) or a kerneye EnforcementPolicy."""
+        from .enforce import translate
+        from .policy import enforcement, loader
+
+        assert self.policies is not None and self.enforcement is not None
+        if enforcement.is_enforcement(text):
+            plan = enforcement.load_str(text, source)
+            if mode:
+                plan.mode = mode
+            if plan.policy in self.policies.policies:
+                raise KerneyeError(f"a policy named {plan.policy} is already loaded; delete it first")
+            entry = self.enforcement.add(plan)
+            return {"ok": True, "name": plan.policy, "mode": plan.mode, "hooks": 0, "rules": len(entry.rules)}
+        tp = loader.load_str(text, source)
+        pmode = mode or tp.spec.policy_mode or "enforce"
+        traced, plan = translate.split(tp, pmode)
+        if self.enforcement.has(tp.name):
+            raise KerneyeError(f"a policy named {tp.name} is already loaded; delete it first")
+        hooks = 0
+        if traced is not None:
+            st = self.policies.add(traced, mode)
+            hooks = len(st.hook_ids)
+        nrules = 0
+        if plan is not None:
+            try:
+                nrules = len(self.enforcement.add(plan).rules)
+            except BaseException:
+                if traced is not None:
+                    self.policies.delete(tp.name)
+                raise
+        return {"ok": True, "name": tp.name, "mode": pmode, "hooks": hooks, "rules": nrules}
 
     def policy_command(self, req: dict[str, Any]) -> dict[str, Any]:
         """tracingpolicy add|list|delete|enable|disable|set-mode from the API."""
@@ -177,27 +225,55 @@ class Agent:
         if pm is None:
             raise KerneyeError("the policy engine is not loaded")
         cmd = req.get("cmd")
+        enf = self.enforcement
         if cmd == "tp_add":
-            tp = loader.load_str(req.get("yaml", ""), source=req.get("source") or "<api>")
-            st = pm.add(tp, req.get("mode") or None)
-            return {"ok": True, "name": st.name, "mode": st.mode, "hooks": len(st.hook_ids)}
+            return self.add_policy(req.get("yaml", ""), req.get("source") or "<api>", req.get("mode") or None)
         if cmd == "tp_list":
             out = pm.list()
+            if enf is not None:
+                by_name = {p["name"]: p for p in out}
+                for e in enf.list():
+                    p = by_name.get(e["name"])
+                    if p is None:
+                        p = {"name": e["name"], "state": e["state"], "mode": e["mode"], "hooks": [],
+                             "source": e["source"], "npost": 0, "nenforce": 0, "nmonitor": 0, "nratelimited": 0,
+                             "nlost": 0}
+                        out.append(p)
+                    p["kind"] = e["kind"]
+                    p["enforcement"] = e["rules"]
+                    p["nenforce"] = p.get("nenforce", 0) + e["ndenied"]
+                    p["nmonitor"] = p.get("nmonitor", 0) + e["nmonitored"]
+                    if e["warnings"]:
+                        p["warnings"] = e["warnings"]
             for path, err in self.policy_errors.items():
                 out.append({"name": os.path.basename(path), "state": "error", "mode": "", "hooks": [], "error": err,
                             "source": path, "npost": 0, "nenforce": 0, "nmonitor": 0, "nratelimited": 0, "nlost": 0})
-            return {"policies": out, "features": {k: v or "available" for k, v in self.features.items()}}
+            feats = {k: v or "available" for k, v in self.features.items()}
+            if enf is not None and enf.mechanisms is not None:
+                feats.update({f"enforce:{k}": v or "available" for k, v in enf.mechanisms.items()})
+            return {"policies": out, "features": feats}
         name = req.get("name", "")
-        if cmd == "tp_delete":
-            pm.delete(name)
-        elif cmd == "tp_enable":
-            pm.set_enabled(name, True)
-        elif cmd == "tp_disable":
-            pm.set_enabled(name, False)
-        elif cmd == "tp_set_mode":
-            pm.set_mode(name, req.get("mode", ""))
-        else:
+        traced = name in pm.policies
+        enforced = enf is not None and enf.has(name)
+        if cmd not in ("tp_delete", "tp_enable", "tp_disable", "tp_set_mode"):
             raise KerneyeError(f"unknown policy command {cmd}")
+        if not traced and not enforced:
+            raise KerneyeError(f"no policy named {name}; `kerneye tracingpolicy list` shows the loaded ones")
+        if cmd == "tp_delete":
+            if traced:
+                pm.delete(name)
+            if enforced:
+                enf.delete(name)  # type: ignore[union-attr]
+        elif cmd in ("tp_enable", "tp_disable"):
+            if traced:
+                pm.set_enabled(name, cmd == "tp_enable")
+            if enforced:
+                enf.set_enabled(name, cmd == "tp_enable")  # type: ignore[union-attr]
+        else:
+            if traced:
+                pm.set_mode(name, req.get("mode", ""))
+            if enforced:
+                enf.set_mode(name, req.get("mode", ""))  # type: ignore[union-attr]
         return {"ok": True}
 
     def run(self) -> None:
@@ -214,6 +290,8 @@ class Agent:
                 for raw in batch:
                     dispatch(raw)
             now = time.monotonic()
+            if self.enforcement is not None and not self.enforcement.verdicts.empty():
+                self.enforcement.drain(self._enforcement_event)
             if now >= next_tick:
                 next_tick = now + 0.1
                 self.eventcache.retry()
@@ -235,6 +313,10 @@ class Agent:
             self.metrics_server.close()
             self.metrics_server = None
         self._metrics_collector.close()  # no scrape reads BPF maps from here on
+        if self.enforcement is not None:
+            self.enforcement.close()
+            self.enforcement.drain(self._enforcement_event)
+            self.enforcement = None
         if self.reader is not None:
             self.reader.stop()
             self.reader.join(timeout=5)
@@ -264,6 +346,39 @@ class Agent:
         self.lock.release()
 
     # --- events -------------------------------------------------------------
+    def _enforcement_event(self, inst: Installed, entry: PolicyEntry, v: Verdict) -> None:
+        """Decisions can overtake the exec event of their process (different
+        queues): wait for it in the event cache, as policy events do."""
+        if not self._try_enforcement_event(inst, v, False):
+            self.eventcache.park(lambda final: self._try_enforcement_event(inst, v, final))
+
+    def _try_enforcement_event(self, inst: Installed, v: Verdict, final: bool) -> bool:
+        proc = self.cache.get_by_pid(v.pid)
+        if proc is None:
+            if not final:
+                return False
+            proc = unknown_process(exec_id(self.cfg.node_name, 0, v.pid), v.pid, 0, v.tid)
+        parent = self.cache.get(proc.parent_exec_id) if proc.parent_exec_id else None
+        ancestors = self.cache.ancestors(proc) if self.cfg.enable_ancestors else None
+        r = inst.rule.report
+        extra: dict[str, Any] = {"function_name": r.function_name, "args": render_args(inst, v),
+                                 "action": "KPROBE_ACTION_OVERRIDE" if v.blocked else "KPROBE_ACTION_POST",
+                                 "policy_name": inst.policy}
+        if r.message:
+            extra["message"] = r.message
+        if r.tags:
+            extra["tags"] = list(r.tags)
+        enf: dict[str, Any] = {"operation": inst.rule.op, "mechanism": inst.mechanism,
+                               "mode": "monitor" if v.monitor and not v.blocked else "enforce",
+                               "verdict": "denied" if v.blocked else "would_deny"}
+        if v.blocked:
+            enf["errno"] = errno_name(v.err or 1)
+        if inst.rule.where:
+            enf["rule"] = inst.rule.where
+        extra["enforcement"] = enf
+        self.emit(Event(r.kind, proc, parent, v.time_ns, self.cfg.node_name, extra=extra, ancestors=ancestors))
+        return True
+
     def emit(self, ev: Event) -> None:
         self.events_by_kind[ev.kind] = self.events_by_kind.get(ev.kind, 0) + 1
         p = ev.process

@@ -50,6 +50,7 @@ class AgentConfig:
     tracing_policies: list[str] = field(default_factory=list)
     tracing_policy_dir: str = ""
     policy_mode: str = ""
+    keep_enforcement_on_exit: bool = False  # pinned cgroup-BPF/LSM enforcement outlives the agent
     policy_events_full_process: bool = False  # caps/ns/creds in process_kprobe etc. too  # override for every static policy: monitor | enforce
     api: bool = True
     # gRPC API: always unix://<run_dir>/kerneye.sock; optionally TCP (TLS unless insecure)

@@ -112,11 +112,19 @@ def _parser() -> argparse.ArgumentParser:
                    help="force this mode on the policies loaded at start")
     a.add_argument("--metrics-server", default="", metavar="ADDR",
                    help="serve Prometheus metrics on ADDR, e.g. 127.0.0.1:2112 or :2112 (default: off)")
+    a.add_argument("--keep-enforcement-on-exit", action="store_true",
+                   help="pin cgroup-BPF and BPF-LSM enforcement so it stays when the agent stops or dies "
+                        "(fanotify rules always fail open); `kerneye enforcement release` removes it")
     a.add_argument("--policy-events-full-process", action="store_true",
                    help="full process records (caps, namespaces, credentials) in policy events too")
 
     client_cmds.add_agent_api_flags(a)
     client_cmds.add_parsers(sub)  # tracingpolicy, getevents, status, version, info (gRPC clients)
+    e = sub.add_parser("enforcement", help="enforcement back ends on this machine (no agent needed)")
+    esub = e.add_subparsers(dest="enf_cmd")
+    esub.add_parser("probe", help="which mechanisms this kernel offers and which one each operation would use")
+    rel = esub.add_parser("release", help="remove enforcement left pinned by --keep-enforcement-on-exit")
+    rel.add_argument("--pin-root", default="/sys/fs/bpf/kerneye/enforce", help=argparse.SUPPRESS)
     return p
 
 
@@ -138,6 +146,7 @@ def cmd_agent(ns: argparse.Namespace, argv: list[str] | None = None) -> int:
         rb_size=ns.rb_size, queue_batches=ns.rb_queue_size, process_cache_size=ns.process_cache_size,
         tracing_policies=ns.tracing_policy, tracing_policy_dir=ns.tracing_policy_dir,
         policy_mode=ns.policy_mode or "", policy_events_full_process=ns.policy_events_full_process,
+        keep_enforcement_on_exit=ns.keep_enforcement_on_exit,
     )
     cfg.export_file_rotation_interval_s = ns.export_file_rotation_interval
     cfg.export_file_compress = ns.export_file_compress
@@ -165,6 +174,37 @@ def cmd_agent(ns: argparse.Namespace, argv: list[str] | None = None) -> int:
     return 0
 
 
+def cmd_enforcement(ns: argparse.Namespace) -> int:
+    import os
+
+    from ..enforce import capabilities
+    from ..enforce.cgroup_net import release_pinned
+    from ..errors import ConfigError
+
+    if ns.enf_cmd == "probe":
+        avail = capabilities.probe()
+        print("mechanism        status")
+        for key, why in avail.items():
+            print(f"{key:<16} {'available' if why is None else 'unavailable: ' + why}")
+        print()
+        print("operation                         prevented by")
+        for op in capabilities.CAPABILITIES:
+            cap = capabilities.best(op, lambda k: avail.get(k) is None)
+            print(f"{op:<33} {cap.mechanism if cap else 'nothing here (Sigkill as a reaction only)'}")
+        return 0
+    if ns.enf_cmd == "release":
+        root = ns.pin_root
+        dirs = sorted(os.listdir(root)) if os.path.isdir(root) else []
+        if not dirs:
+            print(f"nothing pinned under {root}")
+            return 0
+        for d in dirs:
+            release_pinned(os.path.join(root, d))
+            print(f"released {os.path.join(root, d)}")
+        return 0
+    raise ConfigError("enforcement needs an action: probe or release")
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
     try:
@@ -174,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             return client_cmds.cmd_getevents(ns)
         if ns.cmd in ("tracingpolicy", "tp"):
             return client_cmds.cmd_tracingpolicy(ns)
+        if ns.cmd == "enforcement":
+            return cmd_enforcement(ns)
         if ns.cmd == "status":
             return client_cmds.cmd_status(ns)
         if ns.cmd == "version":

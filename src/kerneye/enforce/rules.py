@@ -82,6 +82,7 @@ class Rule:
     except_ports: tuple[tuple[int, int], ...] = ()
     protocol: str = "any"
     family: str = "any"
+    mounts: tuple[str, ...] = ()  # exec allow lists: only these mounts (default: every exec-capable one)
     sysctls: tuple[str, ...] = ()
     devices: tuple[tuple[str, int, int, str], ...] = ()  # (type a|b|c, major, minor, access); -1 = any
     errno: int = _errno.EPERM

@@ -14,6 +14,7 @@ kernel function names.
       exec:
         deny: [/usr/bin/nc, "sha256:<64 hex>"]
         allow: [/usr/bin/python3]   # an allow list: nothing else may run
+        mounts: [/home, /tmp]       # allow list only on these mounts (default: all)
       files:
       - paths: [/etc/shadow, /etc/ssh/]      # a directory (or trailing /) covers its tree
         access: write                        # open (default: any open) | write
@@ -56,7 +57,7 @@ _TOP = ("apiVersion", "kind", "metadata", "spec")
 _SPEC = ("mode", "errno", "scope", "exec", "files", "protect", "network", "rawSockets", "modules", "bpf", "sysctls",
          "devices")
 _SCOPE = ("cgroups", "containers")
-_EXEC = ("deny", "allow", "binaries", "exceptBinaries")
+_EXEC = ("deny", "allow", "mounts", "binaries", "exceptBinaries")
 _FILE = ("paths", "access", "binaries", "exceptBinaries")
 _NET = ("action", "operations", "cidrs", "ports", "protocol", "binaries", "exceptBinaries")
 _SYSCTL = ("deny",)
@@ -159,6 +160,8 @@ class _EWalker(_Walker):
         if "exec" in s:
             e = self.mapping(s["exec"][1], "spec.exec", _EXEC, "exec") or {}
             bins, bnot = self.binaries(e, "spec.exec")
+            mounts = tuple(v for v, n in self.strings(e, "mounts", "spec.exec", "mounts")
+                           if self.abs_path(v, n, "spec.exec.mounts"))
             for act in ("deny", "allow"):
                 vals = []
                 for v, n in self.strings(e, act, "spec.exec", f"exec.{act}"):
@@ -170,7 +173,8 @@ class _EWalker(_Walker):
                     elif self.abs_path(v, n, f"spec.exec.{act}"):
                         vals.append(v)
                 if vals:
-                    rule("exec", f"spec.exec.{act}", action=act, paths=tuple(vals), binaries=bins, binaries_not=bnot)
+                    rule("exec", f"spec.exec.{act}", action=act, paths=tuple(vals), binaries=bins, binaries_not=bnot,
+                         mounts=mounts if act == "allow" else ())
         for i, fnode in enumerate(self.seq(s["files"][1], "spec.files", "files") or [] if "files" in s else []):
             p = f"spec.files[{i}]"
             f = self.mapping(fnode, p, _FILE, "a files entry")

@@ -162,6 +162,7 @@ class PolicyManager:
         self._bin_postfix: dict[bytes, int] = {}
         self._follow_mask = 0
         self._slot_of: dict[tuple[str, tuple[str, ...], bool], tuple[int, int]] = {}  # key -> (slot, refs)
+        self._bin_owners: dict[str, PolicyState] = {}  # acquire_binaries() owners
         # attachment slots: one link per tracepoint / uprobe location, shared
         # by every hook on it (cookie = slot id)
         self._att: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -448,6 +449,21 @@ class PolicyManager:
                 st.map_keys.append((fd, k3))
         return s
 
+    # --- binary sets for other sensors (enforcement rules "for these binaries") ---
+    def acquire_binaries(self, owner: str, paths: list[str]) -> int:
+        """The execve-map bit of a set of executables (exact paths, children
+        not followed): kerneye_execve_map[tgid].bin_match & bit != 0 for the
+        processes running one of them. Released with release_binaries(owner)."""
+        with self._lock:
+            st = self._bin_owners.setdefault(owner, PolicyState(owner, "", "<enforcement>"))
+            return 1 << self._bin_slot(st, "eq", list(paths), False)
+
+    def release_binaries(self, owner: str) -> None:
+        with self._lock:
+            st = self._bin_owners.pop(owner, None)
+            if st is not None:
+                self._release_bins(st)
+
     # --- matchBinaries ------------------------------------------------------------
     def _bin_slot(self, st: PolicyState, kind: str, paths: list[str], follow: bool) -> int:
         """One slot per distinct (operator, values, followChildren): a policy
@@ -584,6 +600,9 @@ class PolicyManager:
         for fd, k in st.map_keys:
             maps.delete(fd, k)
         st.map_keys.clear()
+        self._release_bins(st)
+
+    def _release_bins(self, st: PolicyState) -> None:
         if st.bin_slots:
             freed = 0
             for key in st.bin_slots:

@@ -227,6 +227,28 @@ class KprobeFile(_message.Message):
     permission: str
     def __init__(self, mount: _Optional[str] = ..., path: _Optional[str] = ..., flags: _Optional[str] = ..., permission: _Optional[str] = ...) -> None: ...
 
+class KprobePath(_message.Message):
+    __slots__ = ("mount", "path", "flags", "permission")
+    MOUNT_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    mount: str
+    path: str
+    flags: str
+    permission: str
+    def __init__(self, mount: _Optional[str] = ..., path: _Optional[str] = ..., flags: _Optional[str] = ..., permission: _Optional[str] = ...) -> None: ...
+
+class KprobeLinuxBinprm(_message.Message):
+    __slots__ = ("path", "flags", "permission")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    flags: str
+    permission: str
+    def __init__(self, path: _Optional[str] = ..., flags: _Optional[str] = ..., permission: _Optional[str] = ...) -> None: ...
+
 class KprobeTruncatedBytes(_message.Message):
     __slots__ = ("bytes_arg", "orig_size")
     BYTES_ARG_FIELD_NUMBER: _ClassVar[int]
@@ -280,17 +302,19 @@ class KprobeCapability(_message.Message):
     def __init__(self, value: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
 
 class KprobeArgument(_message.Message):
-    __slots__ = ("string_arg", "int_arg", "size_arg", "bytes_arg", "file_arg", "truncated_bytes_arg", "sock_arg", "long_arg", "uint_arg", "capability_arg", "bpf_cmd_arg", "sockaddr_arg", "label")
+    __slots__ = ("string_arg", "int_arg", "size_arg", "bytes_arg", "path_arg", "file_arg", "truncated_bytes_arg", "sock_arg", "long_arg", "uint_arg", "capability_arg", "linux_binprm_arg", "bpf_cmd_arg", "sockaddr_arg", "label")
     STRING_ARG_FIELD_NUMBER: _ClassVar[int]
     INT_ARG_FIELD_NUMBER: _ClassVar[int]
     SIZE_ARG_FIELD_NUMBER: _ClassVar[int]
     BYTES_ARG_FIELD_NUMBER: _ClassVar[int]
+    PATH_ARG_FIELD_NUMBER: _ClassVar[int]
     FILE_ARG_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_BYTES_ARG_FIELD_NUMBER: _ClassVar[int]
     SOCK_ARG_FIELD_NUMBER: _ClassVar[int]
     LONG_ARG_FIELD_NUMBER: _ClassVar[int]
     UINT_ARG_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_ARG_FIELD_NUMBER: _ClassVar[int]
+    LINUX_BINPRM_ARG_FIELD_NUMBER: _ClassVar[int]
     BPF_CMD_ARG_FIELD_NUMBER: _ClassVar[int]
     SOCKADDR_ARG_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -298,16 +322,18 @@ class KprobeArgument(_message.Message):
     int_arg: int
     size_arg: int
     bytes_arg: bytes
+    path_arg: KprobePath
     file_arg: KprobeFile
     truncated_bytes_arg: KprobeTruncatedBytes
     sock_arg: KprobeSock
     long_arg: int
     uint_arg: int
     capability_arg: KprobeCapability
+    linux_binprm_arg: KprobeLinuxBinprm
     bpf_cmd_arg: str
     sockaddr_arg: KprobeSockaddr
     label: str
-    def __init__(self, string_arg: _Optional[str] = ..., int_arg: _Optional[int] = ..., size_arg: _Optional[int] = ..., bytes_arg: _Optional[bytes] = ..., file_arg: _Optional[_Union[KprobeFile, _Mapping]] = ..., truncated_bytes_arg: _Optional[_Union[KprobeTruncatedBytes, _Mapping]] = ..., sock_arg: _Optional[_Union[KprobeSock, _Mapping]] = ..., long_arg: _Optional[int] = ..., uint_arg: _Optional[int] = ..., capability_arg: _Optional[_Union[KprobeCapability, _Mapping]] = ..., bpf_cmd_arg: _Optional[str] = ..., sockaddr_arg: _Optional[_Union[KprobeSockaddr, _Mapping]] = ..., label: _Optional[str] = ...) -> None: ...
+    def __init__(self, string_arg: _Optional[str] = ..., int_arg: _Optional[int] = ..., size_arg: _Optional[int] = ..., bytes_arg: _Optional[bytes] = ..., path_arg: _Optional[_Union[KprobePath, _Mapping]] = ..., file_arg: _Optional[_Union[KprobeFile, _Mapping]] = ..., truncated_bytes_arg: _Optional[_Union[KprobeTruncatedBytes, _Mapping]] = ..., sock_arg: _Optional[_Union[KprobeSock, _Mapping]] = ..., long_arg: _Optional[int] = ..., uint_arg: _Optional[int] = ..., capability_arg: _Optional[_Union[KprobeCapability, _Mapping]] = ..., linux_binprm_arg: _Optional[_Union[KprobeLinuxBinprm, _Mapping]] = ..., bpf_cmd_arg: _Optional[str] = ..., sockaddr_arg: _Optional[_Union[KprobeSockaddr, _Mapping]] = ..., label: _Optional[str] = ...) -> None: ...
 
 class ProcessExec(_message.Message):
     __slots__ = ("process", "parent", "ancestors")
@@ -335,8 +361,24 @@ class ProcessExit(_message.Message):
     ancestors: _containers.RepeatedCompositeFieldContainer[Process]
     def __init__(self, process: _Optional[_Union[Process, _Mapping]] = ..., parent: _Optional[_Union[Process, _Mapping]] = ..., signal: _Optional[str] = ..., status: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ancestors: _Optional[_Iterable[_Union[Process, _Mapping]]] = ...) -> None: ...
 
+class Enforcement(_message.Message):
+    __slots__ = ("operation", "mechanism", "mode", "verdict", "errno", "rule")
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    ERRNO_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    operation: str
+    mechanism: str
+    mode: str
+    verdict: str
+    errno: str
+    rule: str
+    def __init__(self, operation: _Optional[str] = ..., mechanism: _Optional[str] = ..., mode: _Optional[str] = ..., verdict: _Optional[str] = ..., errno: _Optional[str] = ..., rule: _Optional[str] = ...) -> None: ...
+
 class ProcessKprobe(_message.Message):
-    __slots__ = ("process", "parent", "function_name", "args", "action", "policy_name", "return_action", "message", "tags", "ancestors")
+    __slots__ = ("process", "parent", "function_name", "args", "action", "policy_name", "return_action", "message", "tags", "ancestors", "enforcement")
     PROCESS_FIELD_NUMBER: _ClassVar[int]
     PARENT_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -348,6 +390,7 @@ class ProcessKprobe(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     ANCESTORS_FIELD_NUMBER: _ClassVar[int]
+    ENFORCEMENT_FIELD_NUMBER: _ClassVar[int]
     process: Process
     parent: Process
     function_name: str
@@ -358,7 +401,8 @@ class ProcessKprobe(_message.Message):
     message: str
     tags: _containers.RepeatedScalarFieldContainer[str]
     ancestors: _containers.RepeatedCompositeFieldContainer[Process]
-    def __init__(self, process: _Optional[_Union[Process, _Mapping]] = ..., parent: _Optional[_Union[Process, _Mapping]] = ..., function_name: _Optional[str] = ..., args: _Optional[_Iterable[_Union[KprobeArgument, _Mapping]]] = ..., action: _Optional[_Union[KprobeAction, str]] = ..., policy_name: _Optional[str] = ..., return_action: _Optional[_Union[KprobeAction, str]] = ..., message: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., ancestors: _Optional[_Iterable[_Union[Process, _Mapping]]] = ..., **kwargs) -> None: ...
+    enforcement: Enforcement
+    def __init__(self, process: _Optional[_Union[Process, _Mapping]] = ..., parent: _Optional[_Union[Process, _Mapping]] = ..., function_name: _Optional[str] = ..., args: _Optional[_Iterable[_Union[KprobeArgument, _Mapping]]] = ..., action: _Optional[_Union[KprobeAction, str]] = ..., policy_name: _Optional[str] = ..., return_action: _Optional[_Union[KprobeAction, str]] = ..., message: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., ancestors: _Optional[_Iterable[_Union[Process, _Mapping]]] = ..., enforcement: _Optional[_Union[Enforcement, _Mapping]] = ..., **kwargs) -> None: ...
 
 class ProcessTracepoint(_message.Message):
     __slots__ = ("process", "parent", "subsys", "event", "args", "policy_name", "action", "message", "tags", "ancestors")
@@ -411,6 +455,32 @@ class ProcessUprobe(_message.Message):
     action: KprobeAction
     def __init__(self, process: _Optional[_Union[Process, _Mapping]] = ..., parent: _Optional[_Union[Process, _Mapping]] = ..., path: _Optional[str] = ..., symbol: _Optional[str] = ..., policy_name: _Optional[str] = ..., message: _Optional[str] = ..., args: _Optional[_Iterable[_Union[KprobeArgument, _Mapping]]] = ..., tags: _Optional[_Iterable[str]] = ..., ancestors: _Optional[_Iterable[_Union[Process, _Mapping]]] = ..., offset: _Optional[int] = ..., action: _Optional[_Union[KprobeAction, str]] = ..., **kwargs) -> None: ...
 
+class ProcessLsm(_message.Message):
+    __slots__ = ("process", "parent", "function_name", "policy_name", "message", "args", "action", "tags", "ancestors", "ima_hash", "enforcement")
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    POLICY_NAME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    ANCESTORS_FIELD_NUMBER: _ClassVar[int]
+    IMA_HASH_FIELD_NUMBER: _ClassVar[int]
+    ENFORCEMENT_FIELD_NUMBER: _ClassVar[int]
+    process: Process
+    parent: Process
+    function_name: str
+    policy_name: str
+    message: str
+    args: _containers.RepeatedCompositeFieldContainer[KprobeArgument]
+    action: KprobeAction
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    ancestors: _containers.RepeatedCompositeFieldContainer[Process]
+    ima_hash: str
+    enforcement: Enforcement
+    def __init__(self, process: _Optional[_Union[Process, _Mapping]] = ..., parent: _Optional[_Union[Process, _Mapping]] = ..., function_name: _Optional[str] = ..., policy_name: _Optional[str] = ..., message: _Optional[str] = ..., args: _Optional[_Iterable[_Union[KprobeArgument, _Mapping]]] = ..., action: _Optional[_Union[KprobeAction, str]] = ..., tags: _Optional[_Iterable[str]] = ..., ancestors: _Optional[_Iterable[_Union[Process, _Mapping]]] = ..., ima_hash: _Optional[str] = ..., enforcement: _Optional[_Union[Enforcement, _Mapping]] = ...) -> None: ...
+
 class RateLimitInfo(_message.Message):
     __slots__ = ("number_of_dropped_process_events",)
     NUMBER_OF_DROPPED_PROCESS_EVENTS_FIELD_NUMBER: _ClassVar[int]
@@ -424,7 +494,7 @@ class AggregationInfo(_message.Message):
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class GetEventsResponse(_message.Message):
-    __slots__ = ("process_exec", "process_exit", "process_kprobe", "process_tracepoint", "process_uprobe", "rate_limit_info", "node_name", "time", "aggregation_info", "cluster_name", "node_labels")
+    __slots__ = ("process_exec", "process_exit", "process_kprobe", "process_tracepoint", "process_uprobe", "process_lsm", "rate_limit_info", "node_name", "time", "aggregation_info", "cluster_name", "node_labels")
     class NodeLabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -437,6 +507,7 @@ class GetEventsResponse(_message.Message):
     PROCESS_KPROBE_FIELD_NUMBER: _ClassVar[int]
     PROCESS_TRACEPOINT_FIELD_NUMBER: _ClassVar[int]
     PROCESS_UPROBE_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_LSM_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMIT_INFO_FIELD_NUMBER: _ClassVar[int]
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -448,13 +519,14 @@ class GetEventsResponse(_message.Message):
     process_kprobe: ProcessKprobe
     process_tracepoint: ProcessTracepoint
     process_uprobe: ProcessUprobe
+    process_lsm: ProcessLsm
     rate_limit_info: RateLimitInfo
     node_name: str
     time: _timestamp_pb2.Timestamp
     aggregation_info: AggregationInfo
     cluster_name: str
     node_labels: _containers.ScalarMap[str, str]
-    def __init__(self, process_exec: _Optional[_Union[ProcessExec, _Mapping]] = ..., process_exit: _Optional[_Union[ProcessExit, _Mapping]] = ..., process_kprobe: _Optional[_Union[ProcessKprobe, _Mapping]] = ..., process_tracepoint: _Optional[_Union[ProcessTracepoint, _Mapping]] = ..., process_uprobe: _Optional[_Union[ProcessUprobe, _Mapping]] = ..., rate_limit_info: _Optional[_Union[RateLimitInfo, _Mapping]] = ..., node_name: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., aggregation_info: _Optional[_Union[AggregationInfo, _Mapping]] = ..., cluster_name: _Optional[str] = ..., node_labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    def __init__(self, process_exec: _Optional[_Union[ProcessExec, _Mapping]] = ..., process_exit: _Optional[_Union[ProcessExit, _Mapping]] = ..., process_kprobe: _Optional[_Union[ProcessKprobe, _Mapping]] = ..., process_tracepoint: _Optional[_Union[ProcessTracepoint, _Mapping]] = ..., process_uprobe: _Optional[_Union[ProcessUprobe, _Mapping]] = ..., process_lsm: _Optional[_Union[ProcessLsm, _Mapping]] = ..., rate_limit_info: _Optional[_Union[RateLimitInfo, _Mapping]] = ..., node_name: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., aggregation_info: _Optional[_Union[AggregationInfo, _Mapping]] = ..., cluster_name: _Optional[str] = ..., node_labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CapFilterSet(_message.Message):
     __slots__ = ("any", "all", "exactly", "none")
