@@ -353,7 +353,7 @@ class Agent:
             self.eventcache.park(lambda final: self._try_enforcement_event(inst, v, final))
 
     def _try_enforcement_event(self, inst: Installed, v: Verdict, final: bool) -> bool:
-        proc = self.cache.get_by_pid(v.pid)
+        proc = self.cache.get_recent_by_pid(v.pid)
         if proc is None:
             if not final:
                 return False

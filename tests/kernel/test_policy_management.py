@@ -212,7 +212,7 @@ def _sys(*names: str) -> list[str]:
 
 
 EXAMPLES: dict[str, Example] = {
-    "hardlink-override.yaml": Example(line=28, reasons=("Override", "enforcement")),
+    "hardlink-override.yaml": Example(line=28, reasons=("Override on sys_linkat", "not one of them")),
     "killer.yaml": Example(line=34, reasons=("NotifyEnforcer", "not supported")),
     # raw tracepoints (raw: true) are supported: the hook reads the raw arguments
     "rawtp.yaml": Example(hooks=["sched/sched_process_exec"]),
@@ -610,7 +610,7 @@ MALFORMED: list[tuple[str, str, str, int]] = [
           - matchActions:
             - action: Override
               argError: -1
-        """), "enforcement back ends", 11),
+        """), "Override on sys_write", 11),
     ("uprobe-missing-target", _doc("""
         uprobes:
         - path: /nonexistent/kerneye/binary

@@ -175,7 +175,7 @@ class Client:
     def add_policy(self, yaml_text: str, mode: str | None = None, source: str = "") -> dict[str, Any]:
         r = self._call(self.stub.AddTracingPolicy, pb.AddTracingPolicyRequest(
             yaml=yaml_text, mode=MODE_ENUM.get(mode or "", pb.TP_MODE_UNKNOWN), source=source))
-        return {"ok": True, "name": r.name, "mode": MODE_NAMES.get(r.mode, ""), "hooks": r.hooks}
+        return {"ok": True, "name": r.name, "mode": MODE_NAMES.get(r.mode, ""), "hooks": r.hooks, "rules": r.rules}
 
     def delete_policy(self, name: str) -> None:
         self._call(self.stub.DeleteTracingPolicy, pb.DeleteTracingPolicyRequest(name=name))
@@ -200,7 +200,10 @@ class Client:
             out.append({"name": p.name, "state": STATE_NAMES.get(p.state, "unknown"), "mode": MODE_NAMES.get(p.mode, ""),
                         "hooks": list(p.hooks), "error": p.error, "source": p.source, "npost": s.npost,
                         "nenforce": s.nenforce, "nmonitor": s.nmonitor, "nratelimited": s.nratelimited,
-                        "nlost": s.nlost})
+                        "nlost": s.nlost, "kind": p.kind,
+                        "enforcement": [{"id": e.id, "op": e.op, "action": e.action, "mechanism": e.mechanism,
+                                         "where": e.where, "decisions": e.decisions} for e in p.enforcement],
+                        "warnings": list(p.warnings)})
         return {"policies": out, "features": dict(r.features)}
 
     def events(self, req: Any | None = None, wait_ready: bool = True) -> "EventStream":

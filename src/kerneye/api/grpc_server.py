@@ -398,7 +398,7 @@ class GrpcServer:
         r = self.agent.policy_command({"cmd": "tp_add", "yaml": req.yaml, "source": req.source or "<api>",
                                        "mode": _MODE_NAMES.get(req.mode)})
         return pb.AddTracingPolicyResponse(name=r["name"], mode=_MODE_ENUM.get(r.get("mode", ""), pb.TP_MODE_UNKNOWN),
-                                           hooks=int(r.get("hooks", 0)))
+                                           hooks=int(r.get("hooks", 0)), rules=int(r.get("rules", 0)))
 
     def delete_tracing_policy(self, req: Any) -> Any:
         self.agent.policy_command({"cmd": "tp_delete", "name": req.name})
@@ -413,6 +413,11 @@ class GrpcServer:
                                   state=_STATE_ENUM.get(p.get("state", ""), pb.TP_STATE_UNKNOWN),
                                   mode=_MODE_ENUM.get(p.get("mode", ""), pb.TP_MODE_UNKNOWN))
             st.hooks.extend(str(h) for h in p.get("hooks", []))
+            st.kind = p.get("kind", "TracingPolicy")
+            st.warnings.extend(p.get("warnings", []))
+            for e in p.get("enforcement", []):
+                st.enforcement.add(id=e["id"], op=e["op"], action=e["action"], mechanism=e["mechanism"],
+                                   where=e["where"], decisions=e["decisions"])
             for k in ("npost", "nenforce", "nmonitor", "nratelimited", "nlost"):
                 setattr(st.stats, k, int(p.get(k, 0) or 0))
         for k, v in (r.get("features") or {}).items():

@@ -318,7 +318,8 @@ def cmd_tracingpolicy(ns: argparse.Namespace) -> int:
             raise ConfigError(f"cannot read policy {ns.file}: {e.strerror}") from None
         with _client(ns) as c:
             r = c.add_policy(text, ns.mode, ns.file)
-        print(f"policy {r['name']} loaded in {r['mode']} mode ({r['hooks']} hooks)")
+        rules = f", {r['rules']} enforcement rules" if r.get("rules") else ""
+        print(f"policy {r['name']} loaded in {r['mode']} mode ({r['hooks']} hooks{rules})")
         return 0
     with _client(ns) as c:
         if ns.tpcmd == "list":
@@ -326,12 +327,17 @@ def cmd_tracingpolicy(ns: argparse.Namespace) -> int:
             if ns.output == "json":
                 print(json.dumps(r, indent=2))
                 return 0
-            print(f"{'NAME':<28} {'STATE':<9} {'MODE':<8} {'HOOKS':>5} {'NPOST':>8} {'NENFORCE':>8} {'NMONITOR':>8}  ERROR")
+            print(f"{'NAME':<28} {'STATE':<9} {'MODE':<8} {'HOOKS':>5} {'RULES':>5} {'NPOST':>8} {'NENFORCE':>8} "
+                  f"{'NMONITOR':>8}  ERROR")
             for p in r["policies"]:
-                print(f"{p['name']:<28} {p['state']:<9} {p['mode']:<8} {len(p['hooks']):>5} {p['npost']:>8} "
-                      f"{p['nenforce']:>8} {p['nmonitor']:>8}  {p['error']}")
+                print(f"{p['name']:<28} {p['state']:<9} {p['mode']:<8} {len(p['hooks']):>5} "
+                      f"{len(p.get('enforcement', [])):>5} {p['npost']:>8} "
+                      f"{p['nenforce']:>8} {p['nmonitor']:>8}  {p['error'] or '; '.join(p.get('warnings', []))}")
+            seen = set()
             for v in (v for v in r.get("features", {}).values() if v != "available"):
-                print(f"note: {v}")
+                if v not in seen:
+                    seen.add(v)
+                    print(f"note: {v}")
             return 0
         if ns.tpcmd == "delete":
             c.delete_policy(ns.name)

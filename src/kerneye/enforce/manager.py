@@ -165,7 +165,7 @@ class FanotifyAdapter(Adapter):
         if r.binaries:
             kw["binaries"] = list(r.binaries)
             kw["binaries_not"] = r.binaries_not
-        for p in r.paths:
+        for p in (r.paths if not (r.op == "exec" and r.action == "allow") else ()):
             bid = self.mgr.new_backend_id(inst)
             if r.op in ("open", "write"):
                 okw = dict(kw)

@@ -116,7 +116,8 @@ def split(tp: TracingPolicy, mode: str) -> tuple[TracingPolicy | None, RulePlan 
             for call in calls:
                 m = meaning(section, hook, call)
                 if m is None:
-                    raise _err(hook.loc, "unavailable-hook",
+                    act = next(a for a in ov[0].match_actions if a.action == "Override")
+                    raise _err(act.loc, "unavailable-hook",
                                f"Override on {call}: kerneye enforces Override on hooks that mean file open, exec, "
                                f"connect, sendto, bind, socket creation, module or BPF loads, unlink/rename/chmod "
                                f"(e.g. sys_openat, security_file_open, security_bprm_check, tcp_connect); "

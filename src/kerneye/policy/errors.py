@@ -42,6 +42,7 @@ CODES: dict[str, str] = {
     "bad-index": "an argument index does not refer to a declared argument",
     "limit": "a documented size limit is exceeded (selectors, values, tags, lengths ...)",
     "duplicate-name": "two policies (or two lists) share a name",
+    "unsupported-filter": "a selector filter cannot be combined with Override (enforcement decides on less)",
     "unavailable-hook": "the policy uses a hook section this kerneye build or caller does not support",
 }
 

@@ -35,6 +35,7 @@ class ProcessCache:
         self.grace_s = grace_s
         self._by_id: OrderedDict[str, Process] = OrderedDict()
         self._by_pid: dict[int, str] = {}
+        self._exited_by_pid: dict[int, str] = {}  # pid -> newest exited process, until GC drops it
         self._by_key: dict[tuple[int, int], Process] = {}  # (pid, ktime): the hot-path index
         self._pending: dict[str, float] = {}
         self.stats = CacheStats()
@@ -82,6 +83,12 @@ class ProcessCache:
         eid = self._by_pid.get(pid)
         return self._by_id.get(eid) if eid else None
 
+    def get_recent_by_pid(self, pid: int) -> Process | None:
+        """Like get_by_pid, but also a process that exited and is still in
+        its grace period (a decision or event reported after the exit)."""
+        eid = self._by_pid.get(pid) or self._exited_by_pid.get(pid)
+        return self._by_id.get(eid) if eid else None
+
     def release(self, p: Process) -> None:
         """The process exited (or exec replaced its image): drop its own
         reference; its parent loses the reference this child held."""
@@ -94,6 +101,7 @@ class ProcessCache:
             self._ref(parent, -1)
         if self._by_pid.get(p.pid) == p.exec_id:
             del self._by_pid[p.pid]
+            self._exited_by_pid[p.pid] = p.exec_id
 
     def _ref(self, p: Process, delta: int) -> None:
         p.refcnt += delta
@@ -118,6 +126,8 @@ class ProcessCache:
             self._by_key.pop((p.pid, p.ktime), None)
         if p is not None and self._by_pid.get(p.pid) == eid:
             del self._by_pid[p.pid]
+        if p is not None and self._exited_by_pid.get(p.pid) == eid:
+            del self._exited_by_pid[p.pid]
 
     def _evict(self) -> None:
         victim = next((eid for eid in self._by_id if eid in self._pending), None)

@@ -89,14 +89,16 @@ class AddTracingPolicyRequest(_message.Message):
     def __init__(self, yaml: _Optional[str] = ..., mode: _Optional[_Union[TracingPolicyMode, str]] = ..., source: _Optional[str] = ...) -> None: ...
 
 class AddTracingPolicyResponse(_message.Message):
-    __slots__ = ("name", "mode", "hooks")
+    __slots__ = ("name", "mode", "hooks", "rules")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     HOOKS_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
     name: str
     mode: TracingPolicyMode
     hooks: int
-    def __init__(self, name: _Optional[str] = ..., mode: _Optional[_Union[TracingPolicyMode, str]] = ..., hooks: _Optional[int] = ...) -> None: ...
+    rules: int
+    def __init__(self, name: _Optional[str] = ..., mode: _Optional[_Union[TracingPolicyMode, str]] = ..., hooks: _Optional[int] = ..., rules: _Optional[int] = ...) -> None: ...
 
 class DeleteTracingPolicyRequest(_message.Message):
     __slots__ = ("name",)
@@ -127,7 +129,7 @@ class TracingPolicyStats(_message.Message):
     def __init__(self, npost: _Optional[int] = ..., nenforce: _Optional[int] = ..., nmonitor: _Optional[int] = ..., nratelimited: _Optional[int] = ..., nlost: _Optional[int] = ...) -> None: ...
 
 class TracingPolicyStatus(_message.Message):
-    __slots__ = ("name", "state", "mode", "error", "stats", "hooks", "source")
+    __slots__ = ("name", "state", "mode", "error", "stats", "hooks", "source", "kind", "enforcement", "warnings")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +137,9 @@ class TracingPolicyStatus(_message.Message):
     STATS_FIELD_NUMBER: _ClassVar[int]
     HOOKS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ENFORCEMENT_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: TracingPolicyState
     mode: TracingPolicyMode
@@ -142,7 +147,26 @@ class TracingPolicyStatus(_message.Message):
     stats: TracingPolicyStats
     hooks: _containers.RepeatedScalarFieldContainer[str]
     source: str
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[TracingPolicyState, str]] = ..., mode: _Optional[_Union[TracingPolicyMode, str]] = ..., error: _Optional[str] = ..., stats: _Optional[_Union[TracingPolicyStats, _Mapping]] = ..., hooks: _Optional[_Iterable[str]] = ..., source: _Optional[str] = ...) -> None: ...
+    kind: str
+    enforcement: _containers.RepeatedCompositeFieldContainer[EnforcementRuleStatus]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[TracingPolicyState, str]] = ..., mode: _Optional[_Union[TracingPolicyMode, str]] = ..., error: _Optional[str] = ..., stats: _Optional[_Union[TracingPolicyStats, _Mapping]] = ..., hooks: _Optional[_Iterable[str]] = ..., source: _Optional[str] = ..., kind: _Optional[str] = ..., enforcement: _Optional[_Iterable[_Union[EnforcementRuleStatus, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EnforcementRuleStatus(_message.Message):
+    __slots__ = ("id", "op", "action", "mechanism", "where", "decisions")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    op: str
+    action: str
+    mechanism: str
+    where: str
+    decisions: int
+    def __init__(self, id: _Optional[int] = ..., op: _Optional[str] = ..., action: _Optional[str] = ..., mechanism: _Optional[str] = ..., where: _Optional[str] = ..., decisions: _Optional[int] = ...) -> None: ...
 
 class ListTracingPoliciesResponse(_message.Message):
     __slots__ = ("policies", "features")

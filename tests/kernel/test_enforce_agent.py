@@ -1,0 +1,455 @@
+"""Enforcement through the agent: policies in, operations blocked, events out.
+
+Both policy surfaces are loaded into a real agent — TracingPolicies whose
+selectors take `Override`, and kerneye EnforcementPolicies — and real
+processes (cat, enftrig, copies of /bin/true) try the operations. Each test
+asserts the errno the process got, the event the agent exported
+(`action: KPROBE_ACTION_OVERRIDE`, the `enforcement` block) and that
+deleting the policy lifts the block. On this kernel (no BPF-LSM) files and
+exec go to fanotify and the network to cgroup BPF; the BPF-LSM back end is
+tested in a VM (tests/kernel/test_vm_lsm.py).
+
+Network rules use 127.0.0.0/8 addresses nothing else on the host uses, or
+are scoped to a cgroup the test creates; the agent's death tests run their
+own agents.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import textwrap
+import time
+import uuid
+from typing import Any, Callable, Iterator
+
+import pytest
+import yaml
+
+from agentctl import AgentProc, env, kerneye_cmd
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ENFTRIG = os.path.join(ROOT, "tests", "progs", ".output", "enftrig")
+CGROUP2 = "/sys/fs/cgroup/unified"
+PIN_ROOT = "/sys/fs/bpf/kerneye/enforce"
+
+Ev = dict[str, Any]
+
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.skipif(not os.path.exists(ENFTRIG), reason="make -C tests/progs builds enftrig"),
+    pytest.mark.skipif(not os.path.isfile(os.path.join(CGROUP2, "cgroup.procs")),
+                       reason=f"no cgroup-v2 hierarchy at {CGROUP2}"),
+]
+
+
+# --- helpers -------------------------------------------------------------------
+
+def tp(agent: AgentProc, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(kerneye_cmd("tracingpolicy", *args, "--socket", agent.socket), env=env(),
+                          capture_output=True, text=True, timeout=60)
+
+
+def listed(agent: AgentProc) -> dict[str, dict[str, Any]]:
+    r = tp(agent, "list", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    return {p["name"]: p for p in json.loads(r.stdout)["policies"]}
+
+
+def add(agent: AgentProc, d: str, doc: dict[str, Any] | str, *extra: str, check: bool = True
+        ) -> subprocess.CompletedProcess[str]:
+    path = os.path.join(d, f"p-{uuid.uuid4().hex[:8]}.yaml")
+    with open(path, "w") as f:
+        f.write(doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False))
+    r = tp(agent, "add", path, *extra)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def enforcement_policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "kerneye.io/v1alpha1", "kind": "EnforcementPolicy", "metadata": {"name": name},
+            "spec": spec}
+
+
+def tracing_policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "cilium.io/v1alpha1", "kind": "TracingPolicy", "metadata": {"name": name}, "spec": spec}
+
+
+def cat(path: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["cat", path], capture_output=True, text=True, timeout=20)
+
+
+def trig(cgroup: str | None, *ops: object) -> list[int]:
+    """enftrig's errno per operation (0 = ok), inside cgroup if given."""
+    args = [ENFTRIG, *map(str, ops)]
+    if cgroup:
+        args = ["bash", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, *args]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    return [0 if ln.split()[1] == "ok" else int(ln.split()[2]) for ln in r.stdout.splitlines()]
+
+
+def body(e: Ev) -> tuple[str, dict[str, Any]]:
+    k = next(iter(k for k in e if k not in ("node_name", "time")))
+    return k, e[k]
+
+
+def is_decision(policy: str) -> Callable[[Ev], bool]:
+    def pred(e: Ev) -> bool:
+        k, b = body(e)
+        return k in ("process_kprobe", "process_lsm") and b.get("policy_name") == policy and "enforcement" in b
+    return pred
+
+
+def decisions(agent: AgentProc, policy: str, n: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
+    return [body(e)[1] for e in agent.wait_for(is_decision(policy), timeout=timeout, count=n)]
+
+
+def make_cgroup() -> str:
+    path = os.path.join(CGROUP2, f"kerneye-test-{uuid.uuid4().hex[:8]}")
+    os.mkdir(path)
+    return path
+
+
+def remove_cgroup(path: str) -> None:
+    for _ in range(100):
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as f:
+                for pid in f.read().split():
+                    try:
+                        with open(os.path.join(CGROUP2, "cgroup.procs"), "w") as g:
+                            g.write(pid)
+                    except OSError:
+                        pass
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"cannot remove {path}")
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+# --- fixtures -------------------------------------------------------------------
+
+@pytest.fixture
+def work() -> Iterator[str]:
+    d = tempfile.mkdtemp(prefix="kerneye-enf-")
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def cgroup() -> Iterator[str]:
+    path = make_cgroup()
+    try:
+        yield path
+    finally:
+        remove_cgroup(path)
+
+
+@pytest.fixture
+def name(agent: AgentProc) -> Iterator[str]:
+    n = f"enf-{uuid.uuid4().hex[:8]}"
+    yield n
+    tp(agent, "delete", n)  # whatever the test left
+
+
+# --- files -------------------------------------------------------------------------
+
+def test_enforcement_policy_denies_open_reports_and_lets_go(agent: AgentProc, work: str, name: str) -> None:
+    secret, other = os.path.join(work, "secret"), os.path.join(work, "other")
+    for p in (secret, other):
+        with open(p, "w") as f:
+            f.write("x\n")
+    add(agent, work, enforcement_policy(name, {"files": [{"paths": [secret]}]}))
+    r = cat(secret)
+    assert r.returncode == 1 and "Operation not permitted" in r.stderr, r
+    assert cat(other).returncode == 0
+    [d] = decisions(agent, name)
+    assert d["function_name"] == "file_open"
+    assert d["args"] == [{"file_arg": {"path": secret}}]
+    assert d["action"] == "KPROBE_ACTION_OVERRIDE"
+    assert d["enforcement"] == {"operation": "open", "mechanism": "fanotify", "mode": "enforce",
+                                "verdict": "denied", "errno": "EPERM", "rule": "spec.files[0]"}
+    assert d["process"]["binary"].endswith("/cat")
+    assert d["process"]["arguments"] == secret
+    pol = listed(agent)[name]
+    assert pol["kind"] == "EnforcementPolicy" and pol["nenforce"] >= 1
+    assert [(x["op"], x["mechanism"]) for x in pol["enforcement"]] == [("open", "fanotify")]
+    assert tp(agent, "delete", name).returncode == 0
+    assert cat(secret).returncode == 0
+    assert name not in listed(agent)
+
+
+def test_monitor_mode_blocks_nothing_and_reports_what_it_would_block(agent: AgentProc, work: str,
+                                                                      name: str) -> None:
+    secret = os.path.join(work, "secret")
+    with open(secret, "w") as f:
+        f.write("x\n")
+    add(agent, work, enforcement_policy(name, {"mode": "monitor", "files": [{"paths": [secret]}]}))
+    assert cat(secret).returncode == 0
+    [d] = decisions(agent, name)
+    assert d["action"] == "KPROBE_ACTION_POST"
+    assert d["enforcement"]["verdict"] == "would_deny" and d["enforcement"]["mode"] == "monitor"
+    assert "errno" not in d["enforcement"]
+    # live switch to enforce, and back
+    assert tp(agent, "set-mode", name, "enforce").returncode == 0
+    assert cat(secret).returncode == 1
+    assert tp(agent, "set-mode", name, "monitor").returncode == 0
+    assert cat(secret).returncode == 0
+    assert listed(agent)[name]["mode"] == "monitor"
+
+
+def test_override_on_sys_openat_is_enforced(agent: AgentProc, work: str, name: str) -> None:
+    secret = os.path.join(work, "secret")
+    sub = os.path.join(work, "dir")
+    os.mkdir(sub)
+    for p in (secret, os.path.join(sub, "f")):
+        with open(p, "w") as f:
+            f.write("x\n")
+    hook = {"call": "sys_openat", "syscall": True,
+            "args": [{"index": 0, "type": "int"}, {"index": 1, "type": "string", "label": "path"},
+                     {"index": 2, "type": "int"}],
+            "selectors": [
+                {"matchArgs": [{"index": 1, "operator": "Equal", "values": [secret]}],
+                 "matchActions": [{"action": "Override", "argError": -1}]},
+                {"matchArgs": [{"index": 1, "operator": "Prefix", "values": [sub + "/"]}],
+                 "matchActions": [{"action": "Override", "argError": -13}]}]}
+    add(agent, work, tracing_policy(name, {"kprobes": [hook]}))
+    assert cat(secret).returncode == 1
+    assert cat(os.path.join(sub, "f")).returncode == 1
+    ds = decisions(agent, name, 2)
+    assert {d["args"][0]["string_arg"] for d in ds} == {secret, os.path.join(sub, "f")}
+    for d in ds:
+        assert d["function_name"] == "__x64_sys_openat"
+        assert d["action"] == "KPROBE_ACTION_OVERRIDE"
+        assert d["args"][0]["label"] == "path"
+    pol = listed(agent)[name]
+    assert pol["kind"] == "TracingPolicy" and pol["hooks"] == []
+    # fanotify answers EPERM only: the EACCES of the second selector is reported, not silently changed
+    assert any("EPERM, not EACCES" in w for w in pol["warnings"]), pol
+
+
+@pytest.mark.parametrize("section", ["kprobes", "lsmhooks"])
+def test_override_on_security_hooks_uses_the_best_back_end(agent: AgentProc, work: str, name: str,
+                                                           section: str) -> None:
+    secret = os.path.join(work, "secret")
+    with open(secret, "w") as f:
+        f.write("x\n")
+    sel = {"matchArgs": [{"index": 0, "operator": "Equal", "values": [secret]}],
+           "matchActions": [{"action": "Override", "argError": -1}]}
+    if section == "kprobes":
+        hook = {"call": "security_file_open", "syscall": False, "args": [{"index": 0, "type": "file"}],
+                "selectors": [sel]}
+    else:
+        hook = {"hook": "file_open", "args": [{"index": 0, "type": "file"}], "selectors": [sel]}
+    add(agent, work, tracing_policy(name, {section: [hook]}))
+    assert cat(secret).returncode == 1
+    [d] = decisions(agent, name)
+    assert d["args"] == [{"file_arg": {"path": secret}}]
+    assert d["function_name"] == ("security_file_open" if section == "kprobes" else "file_open")
+    assert ("process_kprobe" if section == "kprobes" else "process_lsm") in \
+        agent.wait_for(is_decision(name))[0]
+
+
+def test_override_does_not_swallow_the_policy_s_other_selectors(agent: AgentProc, work: str, name: str) -> None:
+    secret, seen = os.path.join(work, "secret"), os.path.join(work, "seen")
+    for p in (secret, seen):
+        with open(p, "w") as f:
+            f.write("x\n")
+    hook = {"call": "sys_openat", "syscall": True, "args": [{"index": 1, "type": "string"}],
+            "selectors": [{"matchArgs": [{"index": 1, "operator": "Equal", "values": [secret]}],
+                           "matchActions": [{"action": "Override"}]},
+                          {"matchArgs": [{"index": 1, "operator": "Equal", "values": [seen]}]}]}
+    add(agent, work, tracing_policy(name, {"kprobes": [hook]}))
+    assert cat(seen).returncode == 0 and cat(secret).returncode == 1
+    posted = agent.wait_for(lambda e: body(e)[1].get("policy_name") == name and "enforcement" not in body(e)[1]
+                            and body(e)[1].get("args") == [{"string_arg": seen}])
+    assert posted and body(posted[0])[1]["action"] == "KPROBE_ACTION_POST"
+    assert listed(agent)[name]["hooks"] == ["syscalls/sys_enter_openat"]
+
+
+def test_the_agent_never_blocks_itself(agent: AgentProc, work: str, name: str) -> None:
+    # deny every open of the agent's own export file: the agent keeps writing
+    # it (its own opens are answered at once), everyone else is refused
+    add(agent, work, enforcement_policy(name, {"files": [{"paths": [agent.export]}]}))
+    assert cat(agent.export).returncode == 1
+    marker = os.path.join(work, f"marker-{uuid.uuid4().hex[:6]}")
+    subprocess.run(["/bin/true", marker], check=True)
+    assert tp(agent, "delete", name).returncode == 0
+    assert agent.wait_for(lambda e: "process_exec" in e and e["process_exec"]["process"]["arguments"] == marker)
+
+
+# --- exec ---------------------------------------------------------------------------
+
+def test_exec_deny_list_and_allow_list(agent: AgentProc, work: str, name: str) -> None:
+    mnt = os.path.join(work, "mnt")
+    os.mkdir(mnt)
+    subprocess.run(["mount", "-t", "tmpfs", "kerneye-test", mnt], check=True)
+    try:
+        a, b, c = (os.path.join(mnt, n) for n in ("a", "b", "c"))
+        for p in (a, b, c):
+            shutil.copy("/bin/true", p)
+        add(agent, work, enforcement_policy(name, {"exec": {"deny": [c], "allow": [a], "mounts": [mnt]}}))
+        assert subprocess.run([a]).returncode == 0
+        for p in (b, c):
+            with pytest.raises(PermissionError):
+                subprocess.run([p])
+        ds = decisions(agent, name, 2)
+        assert {d["args"][0]["linux_binprm_arg"]["path"] for d in ds} == {b, c}
+        assert {d["function_name"] for d in ds} == {"bprm_check_security"}
+        assert {d["enforcement"]["rule"] for d in ds} == {"spec.exec.allow", "spec.exec.deny"}
+        # /bin/true on the root mount is outside the allow list's mounts
+        assert subprocess.run(["/bin/true"]).returncode == 0
+        assert tp(agent, "delete", name).returncode == 0
+        assert subprocess.run([b]).returncode == 0
+    finally:
+        subprocess.run(["umount", "-l", mnt], check=False)
+
+
+def test_override_on_execve_with_matchargs(agent: AgentProc, work: str, name: str) -> None:
+    x = os.path.join(work, "x")
+    shutil.copy("/bin/true", x)
+    hook = {"call": "sys_execve", "syscall": True, "args": [{"index": 0, "type": "string"}],
+            "selectors": [{"matchArgs": [{"index": 0, "operator": "Equal", "values": [x]}],
+                           "matchActions": [{"action": "Override", "argError": -1}]}]}
+    add(agent, work, tracing_policy(name, {"kprobes": [hook]}))
+    r = subprocess.run(["sh", "-c", f'"{x}"; echo rc=$?'], capture_output=True, text=True)
+    assert "rc=126" in r.stdout, r
+    [d] = decisions(agent, name)
+    assert d["function_name"] == "__x64_sys_execve" and d["args"] == [{"string_arg": x}]
+    assert d["process"]["binary"] in ("/bin/sh", "/usr/bin/dash", "/usr/bin/sh", "/bin/dash")
+
+
+# --- network ---------------------------------------------------------------------------
+
+def test_override_on_tcp_connect_daddr_dport(agent: AgentProc, work: str, name: str) -> None:
+    port = free_port()
+    hook = {"call": "tcp_connect", "syscall": False, "args": [{"index": 0, "type": "sock"}],
+            "selectors": [{"matchArgs": [{"index": 0, "operator": "DAddr", "values": ["127.0.0.9"]},
+                                         {"index": 0, "operator": "DPort", "values": [str(port)]}],
+                           "matchActions": [{"action": "Override", "argError": -111}]}]}
+    add(agent, work, tracing_policy(name, {"kprobes": [hook]}))
+    assert trig(None, "connect4", "127.0.0.9", port, "connect4", "127.0.0.9", port + 1) == \
+        [errno.ECONNREFUSED, errno.ECONNREFUSED]
+    [d] = decisions(agent, name)
+    # cgroup BPF can return the policy's errno: ECONNREFUSED from the rule, not from a closed port
+    assert d["enforcement"]["mechanism"] == "cgroup-bpf" and d["enforcement"]["errno"] == "ECONNREFUSED"
+    assert d["args"] == [{"sock_arg": {"family": "AF_INET", "protocol": "IPPROTO_TCP", "daddr": "127.0.0.9",
+                                       "dport": port}}]
+    assert len(agent.wait_for(is_decision(name), timeout=1, count=2)) == 1
+    assert tp(agent, "delete", name).returncode == 0
+
+
+def test_network_and_raw_sockets_scoped_to_a_cgroup(agent: AgentProc, work: str, name: str, cgroup: str) -> None:
+    port = free_port()
+    add(agent, work, enforcement_policy(name, {
+        "scope": {"cgroups": [cgroup]},
+        "network": [{"cidrs": ["127.0.0.1/32"], "ports": [port], "protocol": "tcp"}],
+        "rawSockets": "deny"}))
+    assert trig(cgroup, "connect4", "127.0.0.1", port, "connect4", "127.0.0.1", port + 1, "raw4") == \
+        [errno.EPERM, errno.ECONNREFUSED, errno.EPERM]
+    assert trig(None, "connect4", "127.0.0.1", port, "raw4") == [errno.ECONNREFUSED, 0]
+    ds = decisions(agent, name, 2)
+    ops = sorted(d["enforcement"]["operation"] for d in ds)
+    assert ops == ["connect", "raw_socket"]
+    conn = next(d for d in ds if d["enforcement"]["operation"] == "connect")
+    assert conn["function_name"] == "socket_connect"
+    assert conn["args"] == [{"sockaddr_arg": {"family": "AF_INET", "addr": "127.0.0.1", "port": port}}]
+    assert conn["process"]["binary"] == ENFTRIG
+
+
+def test_unenforceable_rules_are_refused_whole(agent: AgentProc, work: str, name: str) -> None:
+    secret = os.path.join(work, "secret")
+    with open(secret, "w") as f:
+        f.write("x\n")
+    avail = json.loads(tp(agent, "list", "-o", "json").stdout)
+    r = add(agent, work, enforcement_policy(name, {"files": [{"paths": [secret]}], "modules": "deny"}), check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "kernel module load" in r.stderr and "BPF-LSM" in r.stderr, r.stderr
+    # all or nothing: the file rule of the refused policy is not active
+    assert name not in listed(agent) and cat(secret).returncode == 0
+    hook = {"call": "sys_bpf", "syscall": True, "selectors": [{"matchActions": [{"action": "Override"}]}]}
+    r = add(agent, work, tracing_policy(name, {"kprobes": [hook]}), check=False)
+    assert r.returncode == 1 and "BPF program load" in r.stderr, r.stderr
+    assert avail  # the list call worked before and after
+    assert name not in listed(agent)
+
+
+# --- when the agent dies ------------------------------------------------------------------
+
+def _policy_dir(work: str, name: str, cgroup: str, secret: str, port: int) -> str:
+    d = os.path.join(work, "policies")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"{name}.yaml"), "w") as f:
+        yaml.safe_dump(enforcement_policy(name, {
+            "scope": {"cgroups": [cgroup]}, "files": [{"paths": [secret]}],
+            "network": [{"cidrs": ["127.0.0.1/32"], "ports": [port]}]}), f)
+    return d
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["keep-enforcement-on-exit", "default"])
+def test_agent_killed_with_sigkill(work: str, cgroup: str, keep: bool) -> None:
+    name = f"enf-{uuid.uuid4().hex[:8]}"
+    secret = os.path.join(work, "secret")
+    with open(secret, "w") as f:
+        f.write("x\n")
+    port = free_port()
+    # the file rule is host-wide: the cgroup scope cannot apply to fanotify, so it is a second policy
+    pdir = _policy_dir(work, name, cgroup, secret, port)
+    with open(os.path.join(pdir, f"{name}.yaml")) as f:
+        doc = yaml.safe_load(f)
+    files = doc["spec"].pop("files")
+    with open(os.path.join(pdir, f"{name}.yaml"), "w") as f:
+        yaml.safe_dump(doc, f)
+    with open(os.path.join(pdir, f"{name}-files.yaml"), "w") as f:
+        yaml.safe_dump(enforcement_policy(f"{name}-files", {"files": files}), f)
+    flags = ["--tracing-policy-dir", pdir] + (["--keep-enforcement-on-exit"] if keep else [])
+    a = AgentProc(os.path.join(work, "agent"), *flags)
+    os.makedirs(a.workdir)
+    a.start()
+    try:
+        assert trig(cgroup, "connect4", "127.0.0.1", port) == [errno.EPERM]
+        assert cat(secret).returncode == 1
+        assert a.proc is not None
+        os.kill(a.proc.pid, signal.SIGKILL)
+        a.proc.wait(10)
+        # fanotify always fails open: the kernel allows everything once the group is gone
+        assert cat(secret).returncode == 0
+        if keep:
+            pinned = os.listdir(PIN_ROOT)
+            assert any(p.startswith("net-") for p in pinned), pinned
+            for _ in range(3):
+                assert trig(cgroup, "connect4", "127.0.0.1", port) == [errno.EPERM]
+                time.sleep(0.2)
+            r = subprocess.run(kerneye_cmd("enforcement", "release"), env=env(), capture_output=True, text=True,
+                               timeout=30)
+            assert r.returncode == 0 and "released" in r.stdout, r
+        deadline = time.monotonic() + 5  # link release is RCU-deferred
+        while trig(cgroup, "connect4", "127.0.0.1", port) != [errno.ECONNREFUSED]:
+            assert time.monotonic() < deadline, "the cgroup program stayed attached"
+            time.sleep(0.1)
+        assert not os.path.isdir(PIN_ROOT) or not os.listdir(PIN_ROOT)
+    finally:
+        if a.proc is not None and a.proc.poll() is None:
+            a.proc.kill()
+            a.proc.wait()
+        subprocess.run(kerneye_cmd("enforcement", "release"), env=env(), capture_output=True, timeout=30)
