@@ -20,6 +20,14 @@
  * written before any trie entry points at it, and trie bits are cleared
  * before a slot is reused (cgroup_net.py keeps that order).
  *
+ * "For these binaries": a rule with bin_mask applies only to processes whose
+ * binary matched (or, with ENF_RULE_BIN_NOT, did not match) one of those
+ * binary-filter slots at exec. The answer is the agent's process map
+ * (kerneye_execve_map, declared as in lib/common.bpf.h; user space hands in
+ * the base sensor's map with bpf_map__reuse_fd before load). A process the
+ * map does not know counts as bin_match 0. bpf_get_current_pid_tgid() is
+ * available to cgroup sock_addr and sock programs (bpf_base_func_proto).
+ *
  * IPv4-mapped IPv6 addresses (::ffff:a.b.c.d on an AF_INET6 socket) are
  * looked up in the IPv4 trie: the kernel hands them to connect6/bind6 as
  * IPv6 and only then switches to the IPv4 code path, where connect4 does not
@@ -95,6 +103,15 @@ struct {
 	__uint(max_entries, 256 << 10);
 } kerneye_net_rb SEC(".maps");
 
+/* The base sensor's process map (same definition as lib/common.bpf.h);
+ * only bin_match is read. Shared by fd, or this object's own (empty) one. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct execve_map_value);
+} kerneye_execve_map SEC(".maps");
+
 /* What one socket operation looks like to the rules. */
 struct net_op {
 	__u8 addr[16];
@@ -143,7 +160,26 @@ struct walk {
 	int match_family; /* only rules without an address (sock_create) */
 	struct pick enf;
 	struct pick mon;
+	__u64 bin_match;  /* of the current process, looked up on first need */
+	int bin_known;
 };
+
+/* Does the rule's binary qualifier let it apply to the current process? */
+FUNC_INLINE int bin_ok(struct walk *w, struct enf_net_rule *r)
+{
+	if (!r->bin_mask)
+		return 1;
+	if (!w->bin_known) {
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+		struct execve_map_value *v = bpf_map_lookup_elem(&kerneye_execve_map, &tgid);
+
+		w->bin_match = v ? v->bin_match : 0;
+		w->bin_known = 1;
+	}
+	if (r->flags & ENF_RULE_BIN_NOT)
+		return !(w->bin_match & r->bin_mask);
+	return !!(w->bin_match & r->bin_mask);
+}
 
 /* One rule slot. bpf_loop() (5.17+) has the verifier check this body once;
  * an open-coded 64-iteration loop carrying two picks made it explore
@@ -170,6 +206,8 @@ static long walk_slot(__u32 i, struct walk *w)
 	if (w->match_family && r->family && r->family != op->family)
 		return 0;
 	if (w->match_ports && (op->port < r->port_lo || op->port > r->port_hi))
+		return 0;
+	if (!bin_ok(w, r))
 		return 0;
 	set = r->set;
 	s = bpf_map_lookup_elem(&kerneye_net_sets, &set);

@@ -390,3 +390,95 @@ def test_sigkill_of_the_enforcer(keep: bool, listeners: dict[str, int], tmp_path
             p.wait()
         release_pinned(pin)
         remove_cgroup(cg)
+
+
+# --- "for these binaries" (bin_mask) ------------------------------------------------
+
+def _parked(cgroup: str, *ops: object) -> subprocess.Popen[str]:
+    """enftrig in cgroup, held before exec until a line arrives on stdin, so
+    that its tgid (bash's pid, kept across exec) is known in advance."""
+    args = ["bash", "-c", 'echo $$ > "$0/cgroup.procs" && read -r _ && exec "$@"', cgroup, ENFTRIG, *map(str, ops)]
+    return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _release(p: subprocess.Popen[str]) -> list[int]:
+    out, err = p.communicate("go\n", timeout=20)
+    assert p.returncode == 0, err
+    return [0 if ln.split()[1] == "ok" else int(ln.split()[2]) for ln in out.splitlines()]
+
+
+@pytest.fixture
+def execve_map() -> Iterator[int]:
+    """A stand-in for the base sensor's kerneye_execve_map (same layout)."""
+    import ctypes
+
+    from kerneye.abi._generated import ExecveMapValue
+    from kerneye.bpf import maps
+    fd = maps.create(maps.BPF_MAP_TYPE_HASH, 4, ctypes.sizeof(ExecveMapValue), 64, "kerneye_test_em")
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _set_bin_match(fd: int, tgid: int, bin_match: int) -> None:
+    import ctypes
+
+    from kerneye.abi._generated import ExecveMapValue
+    from kerneye.bpf import maps
+    v = ExecveMapValue()
+    v.key.pid = tgid
+    v.bin_match = bin_match
+    maps.update(fd, ctypes.c_uint32(tgid), v)
+
+
+@pytest.mark.parametrize("bin_not", [False, True], ids=["bin", "bin-not"])
+def test_rule_applies_only_to_matching_binaries(bin_not: bool, execve_map: int, listeners: dict[str, int]) -> None:
+    cg = make_cgroup()
+    p = listeners["tcp4"]
+    marked = other = None
+    try:
+        with CgroupNetEnforcer(cg, execve_map_fd=execve_map) as enf:
+            enf.add_rule(NetRule(id=61, cidrs=["127.0.0.0/8"], bin_mask=0b100, bin_not=bin_not))
+            marked = _parked(cg, "connect4", "127.0.0.1", p)
+            other = _parked(cg, "connect4", "127.0.0.1", p)  # absent from the map: bin_match 0
+            _set_bin_match(execve_map, marked.pid, 0b110)
+            _set_bin_match(execve_map, os.getpid(), 0b001)  # a third slot: irrelevant to the rule
+            got_marked, got_other = _release(marked), _release(other)
+            if bin_not:
+                assert (got_marked, got_other) == ([0], [errno.EPERM])
+            else:
+                assert (got_marked, got_other) == ([errno.EPERM], [0])
+            (d,) = wait_decisions(enf)
+            assert d.rule_id == 61 and d.tgid == (other.pid if bin_not else marked.pid)
+    finally:
+        for c in (marked, other):
+            if c and c.poll() is None:
+                c.kill()
+                c.wait()
+        remove_cgroup(cg)
+
+
+def test_bin_rule_without_a_shared_map_sees_every_process_as_unmatched(listeners: dict[str, int]) -> None:
+    cg = make_cgroup()
+    try:
+        with CgroupNetEnforcer(cg) as enf:
+            enf.add_rule(NetRule(id=62, cidrs=["127.0.0.0/8"], bin_mask=1))
+            assert trig(cg, "connect4", "127.0.0.1", listeners["tcp4"]) == [0]
+            enf.add_rule(NetRule(id=62, cidrs=["127.0.0.0/8"], bin_mask=1, bin_not=True))
+            assert trig(cg, "connect4", "127.0.0.1", listeners["tcp4"]) == [errno.EPERM]
+    finally:
+        remove_cgroup(cg)
+
+
+def test_an_unsuitable_execve_map_fd_is_refused() -> None:
+    from kerneye.bpf import maps
+    from kerneye.errors import ConfigError
+    fd = maps.create(maps.BPF_MAP_TYPE_HASH, 4, 8, 4, "kerneye_test_bad")
+    try:
+        with pytest.raises(ConfigError, match="is not a kerneye_execve_map"):
+            CgroupNetEnforcer(CGROUP2, execve_map_fd=fd).start()
+    finally:
+        os.close(fd)
+    with pytest.raises(ConfigError, match="is not a BPF map"):
+        CgroupNetEnforcer(CGROUP2, execve_map_fd=0).start()

@@ -192,3 +192,19 @@ def test_modes_are_validated() -> None:
     e = F.FanotifyEnforcer()
     with pytest.raises(F.FanotifyError, match="not started"):
         e.deny_open(1, "/")
+
+
+# --- binary qualifiers -----------------------------------------------------------------
+
+def test_bin_mask_and_bin_not_reach_the_struct() -> None:
+    r = NetRule(id=1, bin_mask=0b101, bin_not=True).to_struct()
+    assert r.bin_mask == 0b101 and r.flags & A.EnfRuleFlag.BIN_NOT and r.flags & A.EnfRuleFlag.USED
+    r = NetRule(id=2, bin_mask=1 << 63).to_struct()
+    assert r.bin_mask == 1 << 63 and not r.flags & A.EnfRuleFlag.BIN_NOT
+
+
+@pytest.mark.parametrize("kw,msg", [({"bin_mask": -1}, "64-bit mask"), ({"bin_mask": 1 << 64}, "64-bit mask"),
+                                    ({"bin_not": True}, "bin_not needs a bin_mask")])
+def test_bad_bin_qualifiers_are_refused(kw: dict[str, object], msg: str) -> None:
+    with pytest.raises(EnforceError, match=msg):
+        NetRule(id=3, **kw).to_struct()  # type: ignore[arg-type]

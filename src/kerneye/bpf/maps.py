@@ -77,3 +77,29 @@ def count_keys(fd: int, key_size: int, limit: int) -> int:
         ctypes.memmove(cur, nxt, key_size)
         rc = l.bpf_map_get_next_key(fd, cur, nxt)
     return n
+
+
+BPF_MAP_TYPE_HASH = 1
+
+
+def create(map_type: int, key_size: int, value_size: int, max_entries: int, name: str = "") -> int:
+    """A new map outside any object (bpf_map_create); returns its fd, which
+    the caller closes (os.close). For maps handed to an object with
+    ObjectSpec.reuse_maps, and for tests standing in for another sensor's map."""
+    f = libbpf.lib().bpf_map_create
+    f.restype = ctypes.c_int
+    f.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_void_p]
+    fd = f(map_type, name.encode()[:15] or None, key_size, value_size, max_entries, None)
+    if fd < 0:
+        raise BpfError(f"cannot create map {name or '(unnamed)'}: {libbpf.strerror(fd)}", -fd)
+    return fd
+
+
+def value_size(fd: int) -> int:
+    """Value size of a map fd (to check a map before reusing it)."""
+    i = _MapInfo()
+    ln = ctypes.c_uint(ctypes.sizeof(i))
+    rc = libbpf.lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(i), ctypes.byref(ln))
+    if rc:
+        raise BpfError(f"cannot read map info: {libbpf.strerror(rc)}", -rc)
+    return i.value_size

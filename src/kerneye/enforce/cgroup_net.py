@@ -27,6 +27,11 @@ fails open. With keep_on_exit=True the links and maps are pinned under
 pin_dir (default /sys/fs/bpf/kerneye/enforce/net-<cgroup>) and survive the
 process: enforcement fails closed until `release_pinned(pin_dir)` (or
 `rm -r` of that directory) removes them.
+
+Binary qualifiers (NetRule.bin_mask) read the agent's process map: pass
+execve_map_fd (the base sensor's kerneye_execve_map) to share it. Without
+it the object gets its own one-entry map, which stays empty: every process
+then counts as matching no binary.
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ import threading
 from typing import Iterable, Iterator
 
 from .. import config
+from ..abi._generated import ExecveMapValue
 from ..bpf import libbpf, maps
 from ..bpf.objects import Link, LoadedObject, ObjectSpec
 from ..bpf.ringbuf import RingBuffer
@@ -60,6 +66,7 @@ PROGRAMS = {
     "enf_bind6": A.EnfNetHook.BIND,
     "enf_sock_create": A.EnfNetHook.SOCK_CREATE,
 }
+EXECVE_MAP = "kerneye_execve_map"
 MAPS = ("kerneye_net_rules", "kerneye_net_sets", "kerneye_net_cfg", "kerneye_net_v4", "kerneye_net_v6",
         "kerneye_net_hits", "kerneye_net_stats", "kerneye_net_rb")
 
@@ -107,6 +114,27 @@ def prog_id(obj: LoadedObject, prog_name: str) -> int:
     return int.from_bytes(bytes(info[4:8]), "little")
 
 
+def execve_map_spec(obj_path: str, execve_map_fd: int | None) -> ObjectSpec:
+    """The ObjectSpec of an enforcement object that declares
+    kerneye_execve_map: reuse the agent's map, or shrink its own to one entry
+    (it is only ever read, so it stays empty; no need for 65536 preallocated
+    entries)."""
+    if execve_map_fd is None:
+        return ObjectSpec(obj_path, max_entries={EXECVE_MAP: 1})
+    try:
+        mtype, ksize, _ = maps.info(execve_map_fd)
+        vsize = maps.value_size(execve_map_fd)
+    except BpfError as e:
+        raise ConfigError(f"execve_map_fd {execve_map_fd} is not a BPF map ({e}); pass the fd of the base "
+                          "sensor's kerneye_execve_map") from None
+    want = ctypes.sizeof(ExecveMapValue)
+    if (mtype, ksize, vsize) != (maps.BPF_MAP_TYPE_HASH, 4, want):
+        raise ConfigError(f"execve_map_fd {execve_map_fd} is not a kerneye_execve_map (hash, u32 key, "
+                          f"{want}-byte value; got type {mtype}, key {ksize}, value {vsize}); pass the base "
+                          "sensor's map")
+    return ObjectSpec(obj_path, reuse_maps={EXECVE_MAP: execve_map_fd})
+
+
 def release_pinned(pin_dir: str) -> bool:
     """Remove what keep_on_exit left under pin_dir; the programs detach once
     no process holds them. Returns False if there was nothing."""
@@ -137,10 +165,12 @@ class CgroupNetEnforcer:
 
     def __init__(self, cgroup_path: str = DEFAULT_CGROUP, *, mode: str = "enforce", bpf_dir: str | None = None,
                  programs: Iterable[str] | None = None, keep_on_exit: bool = False,
-                 pin_dir: str | None = None) -> None:
+                 pin_dir: str | None = None, execve_map_fd: int | None = None) -> None:
         if not os.path.isdir(cgroup_path):
             raise ConfigError(f"{cgroup_path} is not a directory; give a cgroup-v2 directory "
                               f"(the hierarchy is usually at {DEFAULT_CGROUP} or /sys/fs/cgroup)")
+        if mode not in MODES:
+            raise EnforceError(f"mode must be one of {sorted(MODES)}, not {mode!r}")
         self.cgroup_path = cgroup_path
         self.obj_path = os.path.join(bpf_dir or config.default_bpf_dir(), OBJECT)
         self.programs = list(programs) if programs is not None else list(PROGRAMS)
@@ -149,6 +179,7 @@ class CgroupNetEnforcer:
             raise ConfigError(f"unknown programs {sorted(bad)}; known: {sorted(PROGRAMS)}")
         self.keep_on_exit = keep_on_exit
         self.pin_dir = pin_dir or os.path.join(PIN_ROOT, "net-" + _pin_name(cgroup_path))
+        self.execve_map_fd = execve_map_fd
         self._modes: dict[int, A.EnfMode] = {0: MODES[mode]}
         self._rules: dict[int, tuple[int, NetRule]] = {}  # id -> (slot, rule)
         self._lpm: dict[Net, int] = {}  # what the tries hold now
@@ -169,7 +200,7 @@ class CgroupNetEnforcer:
         if self.keep_on_exit and os.path.isdir(self.pin_dir) and os.listdir(self.pin_dir):
             raise EnforceError(f"enforcement is already pinned at {self.pin_dir} (an earlier agent used "
                                "keep_on_exit); remove it with release_pinned() or `rm -r` first")
-        obj = LoadedObject(ObjectSpec(self.obj_path))
+        obj = LoadedObject(execve_map_spec(self.obj_path, self.execve_map_fd))
         try:
             self._obj = obj
             for s, m in self._modes.items():

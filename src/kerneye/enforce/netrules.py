@@ -42,6 +42,11 @@ class NetRule:
     of "connect", "sendmsg", "bind", "sock_create". err: errno the operation
     fails with (default EPERM). ruleset: which rule set (and so which mode)
     the rule belongs to. report: also report matches of an allow rule.
+    bin_mask: "for these binaries", a bitmask of binary-filter slots (the
+    agent's matchBinaries slots, execve_map_value.bin_match); 0 = every
+    process. The rule applies when the process's binary matched one of them,
+    or with bin_not=True when it matched none (a process the process map
+    does not know matched none).
     """
 
     id: int
@@ -56,6 +61,8 @@ class NetRule:
     ruleset: int = 0
     err: int = 0
     report: bool = False
+    bin_mask: int = 0
+    bin_not: bool = False
 
     @classmethod
     def deny_raw_sockets(cls, id: int, family: str = "any", ruleset: int = 0) -> "NetRule":
@@ -94,6 +101,7 @@ class NetRule:
             raise EnforceError(f"rule {self.id}: id and priority are u32")
         if not 0 <= self.err < 4096:
             raise EnforceError(f"rule {self.id}: err must be an errno number")
+        check_bin_mask(self.id, self.bin_mask, self.bin_not)
         r = A.EnfNetRule()
         r.id = self.id
         r.priority = self.priority
@@ -105,8 +113,18 @@ class NetRule:
         r.port_lo, r.port_hi = lo, hi
         r.hooks = sum(int(HOOK_NAMES[h]) for h in set(self.hooks))
         r.err = self.err
-        r.flags = A.EnfRuleFlag.USED | (A.EnfRuleFlag.REPORT if self.report else 0)
+        r.flags = A.EnfRuleFlag.USED | (A.EnfRuleFlag.REPORT if self.report else 0) | \
+            (A.EnfRuleFlag.BIN_NOT if self.bin_not else 0)
+        r.bin_mask = self.bin_mask
         return r
+
+
+def check_bin_mask(rid: int, bin_mask: int, bin_not: bool) -> None:
+    """Shared by every rule type with a binary qualifier."""
+    if isinstance(bin_mask, bool) or not isinstance(bin_mask, int) or not 0 <= bin_mask < 2**64:
+        raise EnforceError(f"rule {rid}: bin_mask must be a 64-bit mask of binary-filter slots, not {bin_mask!r}")
+    if bin_not and not bin_mask:
+        raise EnforceError(f"rule {rid}: bin_not needs a bin_mask (which binaries the rule must NOT apply to)")
 
 
 def _lookup(table: dict[str, int], v: str | int, what: str, rid: int) -> int:
