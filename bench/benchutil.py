@@ -9,3 +9,89 @@ def cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()  # comm may hold spaces
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- helpers for the enforcement benchmarks (connect_storm, enforce_open,
+# exec_allowlist): paired timing, CPU pinning, clean interruption ----------
+
+import signal  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from typing import Callable, Sequence  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def ensure_prog(progdir: str, name: str) -> str:
+    """progdir/.output/name, built with `make -C progdir` if missing."""
+    path = os.path.join(ROOT, progdir, ".output", name)
+    if not os.access(path, os.X_OK):
+        subprocess.run(["make", "-s", "-C", os.path.join(ROOT, progdir)], check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+def timed(argv: Sequence[str]) -> float:
+    """Wall seconds of one run of argv (which must succeed)."""
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def interleaved(arms: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Run every arm once per round, rotating the order each round so that
+    no arm always runs first (warm caches) or last (a drifting machine)."""
+    names = list(arms)
+    out: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            out[name].append(arms[name]())
+    return out
+
+
+def ratio_median(num: list[float], den: list[float]) -> float:
+    """Median of per-round ratios (pairs from the same round)."""
+    return statistics.median(a / b for a, b in zip(num, den))
+
+
+def added_us(num: list[float], den: list[float], n: int) -> float:
+    """Median per-round extra microseconds per operation."""
+    return statistics.median((a - b) / n * 1e6 for a, b in zip(num, den))
+
+
+def verdict(value: float, target: float) -> str:
+    return "PASS" if value <= target else "MISS"
+
+
+def table(rows: list[Sequence[object]], header: Sequence[str]) -> str:
+    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
+    w = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r)) for r in cells]
+    lines.insert(1, "  ".join("-" * x for x in w))
+    return "\n".join(lines)
+
+
+def pin_self(cpus: set[int]) -> None:
+    """Pin every thread of this process (os.sched_setaffinity(0) only
+    moves the calling thread; a responder thread must be moved too)."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except ProcessLookupError:
+            pass  # the thread exited meanwhile
+
+
+def sigterm_as_interrupt() -> None:
+    """Let SIGTERM unwind like Ctrl-C, so `finally` blocks clean up."""
+    def _raise(*_: object) -> None:
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _raise)
+
+
+def need_root() -> bool:
+    if os.geteuid() != 0:
+        print("bench: needs root", file=sys.stderr)
+        return False
+    return True
