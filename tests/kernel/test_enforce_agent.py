@@ -453,3 +453,34 @@ def test_agent_killed_with_sigkill(work: str, cgroup: str, keep: bool) -> None:
             a.proc.kill()
             a.proc.wait()
         subprocess.run(kerneye_cmd("enforcement", "release"), env=env(), capture_output=True, timeout=30)
+
+
+# --- sysctls and devices ---------------------------------------------------------------
+
+def in_cgroup(cgroup: str, script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", f'echo $$ > "{cgroup}/cgroup.procs" && {script}'], capture_output=True,
+                          text=True, timeout=20)
+
+
+def test_sysctl_and_device_rules_scoped_to_a_cgroup(agent: AgentProc, work: str, name: str, cgroup: str) -> None:
+    add(agent, work, enforcement_policy(name, {
+        "scope": {"cgroups": [cgroup]},
+        "sysctls": {"deny": ["kernel/domainname"]},
+        "devices": {"deny": ["c 1:5 r"]}}))
+    # a new UTS namespace: even an allowed write changes nothing outside
+    write = "unshare -u bash -c 'echo kerneye-test > /proc/sys/kernel/domainname'"
+    r = in_cgroup(cgroup, write)
+    assert r.returncode != 0 and "Operation not permitted" in r.stderr, r
+    assert in_cgroup(cgroup, "cat /proc/sys/kernel/domainname").returncode == 0  # reads stay allowed
+    r = in_cgroup(cgroup, "head -c1 /dev/zero >/dev/null")
+    assert r.returncode != 0 and "Operation not permitted" in r.stderr, r
+    assert in_cgroup(cgroup, "head -c1 /dev/urandom >/dev/null").returncode == 0
+    assert subprocess.run(["bash", "-c", write]).returncode == 0  # outside the cgroup
+    ds = decisions(agent, name, 2)
+    by_op = {d["enforcement"]["operation"]: d for d in ds}
+    assert by_op["sysctl"]["args"] == [{"string_arg": "kernel/domainname"}]
+    assert by_op["sysctl"]["function_name"] == "cgroup_sysctl"
+    assert by_op["device"]["args"] == [{"string_arg": "c 1:5 r"}]
+    assert {d["enforcement"]["mechanism"] for d in ds} == {"cgroup-bpf"}
+    assert tp(agent, "delete", name).returncode == 0
+    assert in_cgroup(cgroup, write).returncode == 0

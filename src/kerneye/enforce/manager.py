@@ -218,12 +218,16 @@ class FanotifyAdapter(Adapter):
         return out
 
 
-class CgroupNetAdapter(Adapter):
+class CgroupAdapter(Adapter):
+    """cgroup BPF: network (cgroup_net) and sysctl/device (cgroup_sys)
+    enforcers, one of each per cgroup-v2 directory, created on first use."""
+
     key = "cgroup-bpf"
     ENFORCE_SET, MONITOR_SET = 0, 1
 
     def _start(self) -> None:
         self.enfs: dict[str, Any] = {}
+        self.sys_enfs: dict[str, Any] = {}
 
     def _enforcer(self, cgroup: str) -> Any:
         from .cgroup_net import CgroupNetEnforcer, release_pinned
@@ -241,10 +245,26 @@ class CgroupNetAdapter(Adapter):
             self.enfs[cgroup] = e
         return e
 
+    def _sys_enforcer(self, cgroup: str) -> Any:
+        from .cgroup_net import release_pinned
+        from .cgroup_sys import CgroupSysEnforcer
+
+        e = self.sys_enfs.get(cgroup)
+        if e is None:
+            e = CgroupSysEnforcer(cgroup, mode="enforce", bpf_dir=self.mgr.bpf_dir, keep_on_exit=self.mgr.keep_on_exit,
+                                  execve_map_fd=self.mgr.execve_map_fd)
+            if self.mgr.keep_on_exit and release_pinned(e.pin_dir):
+                log.warning("enforcement pinned by an earlier agent at %s replaced", e.pin_dir)
+            e.set_mode("monitor", ruleset=self.MONITOR_SET)
+            e.start()
+            self.sys_enfs[cgroup] = e
+        return e
+
     def _close(self) -> None:
-        for e in self.enfs.values():
+        for e in list(self.enfs.values()) + list(self.sys_enfs.values()):
             e.close()
         self.enfs.clear()
+        self.sys_enfs.clear()
 
     def supports(self, rule: Rule) -> str | None:
         if rule.op == "raw_socket" and rule.family == "packet":
@@ -261,6 +281,9 @@ class CgroupNetAdapter(Adapter):
             bin_kw = {"bin_mask": self.mgr.binaries_mask(inst), "bin_not": r.binaries_not}
         err = r.errno if r.errno != _errno.EPERM else 0
         rules: list[Any] = []
+        if r.op in ("sysctl", "device"):
+            self._install_sys(inst, rs, err, bin_kw)
+            return
         if r.op == "raw_socket":
             fam = {"any": "any", "inet": "inet", "inet6": "inet6"}[r.family]
             rules.append(lambda bid: NetRule(id=bid, sock_type="raw", family=fam, hooks=("sock_create",),
@@ -294,19 +317,55 @@ class CgroupNetAdapter(Adapter):
                 inst.backend_ids.append(bid)
                 self._where[bid] = cg
 
+    def _install_sys(self, inst: Installed, rs: int, err: int, bin_kw: dict[str, Any]) -> None:
+        from .sysrules import DeviceRule, SysctlRule
+
+        r = inst.rule
+        makers: list[Callable[[int], Any]] = []
+        if r.op == "sysctl":
+            names = [n for n in r.sysctls if not n.endswith("/")]
+            prefixes = [n for n in r.sysctls if n.endswith("/")]
+            makers.append(lambda bid: SysctlRule(id=bid, names=names, prefixes=prefixes, access=("write",),
+                                                 ruleset=rs, err=err, **bin_kw))
+        else:
+            for t, ma, mi, acc in r.devices:
+                makers.append(lambda bid, t=t, ma=ma, mi=mi, acc=acc: DeviceRule(
+                    id=bid, type=t, major=None if ma < 0 else ma, minor=None if mi < 0 else mi, access=acc,
+                    ruleset=rs, err=err, **bin_kw))
+        for cg in self.mgr.cgroups_of(r):
+            e = self._sys_enforcer(cg)
+            for make in makers:
+                bid = self.mgr.new_backend_id(inst)
+                rule = make(bid)
+                (e.add_sysctl_rule if r.op == "sysctl" else e.add_device_rule)(rule)
+                inst.backend_ids.append(bid)
+                self._where[bid] = "sys:" + cg
+
     def __init__(self, mgr: "EnforcementManager") -> None:
         super().__init__(mgr)
         self._where: dict[int, str] = {}
 
     def remove(self, inst: Installed) -> None:
         for bid in inst.backend_ids:
-            cg = self._where.pop(bid, None)
-            if cg in self.enfs:
+            cg = self._where.pop(bid, None) or ""
+            if cg.startswith("sys:"):
+                if cg[4:] in self.sys_enfs:
+                    self.sys_enfs[cg[4:]].remove_rule(bid)
+            elif cg in self.enfs:
                 self.enfs[cg].remove_rule(bid)
         inst.backend_ids.clear()
 
     def poll(self, timeout_s: float) -> list[Verdict]:
         out = []
+        if self.started:
+            for e in list(self.sys_enfs.values()):
+                for d in e.read_decisions(0):
+                    if d.action == "allow" and not d.monitor:
+                        continue
+                    vals = {"name": d.name, "access": d.access, "comm": d.comm,
+                            "device": f"{d.dev_type} {d.major}:{d.minor} {d.access}" if d.kind == "device" else ""}
+                    out.append(Verdict(d.rule_id, d.verdict == "deny", d.monitor, d.tgid, d.pid, d.err, vals,
+                                       time.time_ns()))
         enfs = list(self.enfs.values()) if self.started else []
         if not enfs:
             time.sleep(timeout_s)
@@ -323,7 +382,7 @@ class CgroupNetAdapter(Adapter):
         return out
 
 
-ADAPTERS: dict[str, type[Adapter]] = {"fanotify": FanotifyAdapter, "cgroup-bpf": CgroupNetAdapter}
+ADAPTERS: dict[str, type[Adapter]] = {"fanotify": FanotifyAdapter, "cgroup-bpf": CgroupAdapter}
 
 
 # --- the manager ---------------------------------------------------------------------
