@@ -6,11 +6,12 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PKGS := clang-16 llvm-16 bpftool libbpf-dev libbpf1 libelf-dev linux-libc-dev make python3-venv python3-pip \
-	util-linux iproute2 systemd
+	util-linux iproute2 systemd \
+	qemu-system-x86 linux-image-amd64 busybox-static cpio kmod
 EXPORT_FILE ?= /var/log/kerneye/events.json
 ARGS ?=
 
-.PHONY: setup apt venv bpf abi run test test-unit bench clean proto
+.PHONY: setup apt venv bpf abi run test test-unit test-vm bench clean proto
 
 setup: apt venv bpf
 
@@ -52,10 +53,18 @@ test: setup
 test-unit: venv
 	$(PY) -m pytest -q tests/unit
 
+# Only the BPF-LSM VM test: boots Debian's kernel under qemu (TCG) with
+# lsm=...,bpf and runs tests/vm/ inside (docs/reference/vm-tests.md).
+test-vm: setup
+	$(PY) -m pytest -q tests/kernel/test_vm_lsm.py
+
 bench: setup
 	$(PY) bench/exec_storm.py
 	$(PY) bench/open_storm.py
 	$(PY) bench/grpc_stream.py
+	$(PY) bench/connect_storm.py
+	$(PY) bench/enforce_open.py
+	$(PY) bench/exec_allowlist.py
 
 clean:
 	$(MAKE) -C bpf clean

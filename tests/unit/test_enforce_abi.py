@@ -48,7 +48,7 @@ def test_mirror_matches_the_loaded_object() -> None:
 
 
 def test_sizes() -> None:
-    assert ctypes.sizeof(_abi.EnfNetRule) == 32
+    assert ctypes.sizeof(_abi.EnfNetRule) == 40
     assert ctypes.sizeof(_abi.EnfNetEvent) % 8 == 0
     assert ctypes.sizeof(_abi.EnfLpm4Key) == 8 and ctypes.sizeof(_abi.EnfLpm6Key) == 20
 
@@ -79,3 +79,12 @@ def test_a_changed_enum_is_rejected() -> None:
     mod.EnfMode = bad
     with pytest.raises(LayoutMismatch, match="enum enf_mode"):
         btfcheck.check(str(ANCHOR), mirror=mod)
+
+
+SYS = ROOT / "bpf" / ".output" / "enforce_cgroup_sys.bpf.o"
+
+
+@pytest.mark.skipif(not SYS.exists(), reason="make -C bpf builds enforce_cgroup_sys.bpf.o")
+def test_sys_mirror_matches_its_object() -> None:
+    assert btfcheck.check(str(SYS), mirror=_abi, require_all=False) >= 4
+    assert ctypes.sizeof(_abi.EnfSysRule) == 40 and ctypes.sizeof(_abi.EnfSysEvent) % 8 == 0

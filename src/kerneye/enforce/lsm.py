@@ -1,0 +1,600 @@
+"""Enforcement with BPF-LSM (bpf/enforce/lsm.bpf.c): the strongest back end.
+
+Eleven LSM programs make operations fail with an errno inside the kernel's
+security hooks: open and exec of files named by (device, inode), exec outside
+an allowlist (memfd included), raw and packet sockets, kernel module loads,
+BPF program loads, unlink/rename/chmod of protected files, and signals or
+ptrace attach against protected processes.
+
+    with LsmEnforcer(mode="enforce") as enf:
+        enf.deny_open(1, "/etc/shadow", write_only=True)
+        enf.exec_allowlist(2, ["/usr/bin/python3", "/bin/sh"])
+        enf.protect_tasks(3, [os.getpid()])
+        for d in enf.read_decisions(timeout_s=1.0): print(d.to_dict())
+
+Needs a kernel with CONFIG_BPF_LSM=y and 'bpf' in lsm= (check with
+`LsmEnforcer.available()`); programs load once and every rule change is a
+live map update.
+
+Rules: every rule has an id (reported), a kind, a mode ("enforce" denies,
+"monitor" reports what would be denied and allows; None follows the
+enforcer's mode, which `set_mode` changes), an errno (0 = EPERM) and an
+optional binary qualifier: with bin_mask != 0 the rule applies only to
+processes whose kerneye_execve_map entry has (bin_match & bin_mask) != 0 (== 0
+with bin_not). That map belongs to the base sensor; pass its fd as
+execve_map_fd to share it, otherwise this object has a private, empty copy.
+
+Files are resolved with stat() when the rule is added (symlinks followed) and
+matched by (device, inode) as the kernel sees it: st_dev is converted to the
+kernel's MAJOR << 20 | MINOR. A hard link, a symlink, a rename or a bind mount
+of the file is the same inode; a copy is not. A file replaced after the rule
+was added (new inode) is not covered until the rule is added again.
+(File systems whose stat() reports another device than the superblock's,
+btrfs subvolumes and overlayfs, need the rule on the underlying inode.)
+
+Lifetime: links are bpf_link fds, so by default enforcement ends with this
+process (even on SIGKILL). With keep_on_exit=True the links and maps are
+pinned under pin_dir (default /sys/fs/bpf/kerneye/enforce/lsm) and stay
+attached after the process dies, until `release_pinned()` removes them.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Iterator
+
+from .. import config
+from ..bpf import features, libbpf, maps
+from ..bpf.objects import LoadedObject, ObjectSpec
+from ..bpf.ringbuf import RingBuffer
+from ..errors import BpfError, KerneyeError
+from . import _abi as A
+from .netrules import EnforceError
+
+__all__ = ["LsmEnforcer", "LsmRule", "LsmDecision", "EnforceError", "release_pinned", "PIN_DIR"]
+
+OBJECT = "enforce_lsm.bpf.o"
+PIN_DIR = "/sys/fs/bpf/kerneye/enforce/lsm"
+LSM_FILE = "/sys/kernel/security/lsm"
+
+#: program -> LSM hook (all attached; the path_* ones need CONFIG_SECURITY_PATH)
+PROGRAMS = {
+    "kerneye_lsm_file_open": "file_open",
+    "kerneye_lsm_bprm_check": "bprm_check_security",
+    "kerneye_lsm_socket_create": "socket_create",
+    "kerneye_lsm_read_file": "kernel_read_file",
+    "kerneye_lsm_load_data": "kernel_load_data",
+    "kerneye_lsm_bpf": "bpf",
+    "kerneye_lsm_path_unlink": "path_unlink",
+    "kerneye_lsm_path_rename": "path_rename",
+    "kerneye_lsm_path_chmod": "path_chmod",
+    "kerneye_lsm_task_kill": "task_kill",
+    "kerneye_lsm_ptrace": "ptrace_access_check",
+}
+_PATH_PROGRAMS = ("kerneye_lsm_path_unlink", "kerneye_lsm_path_rename", "kerneye_lsm_path_chmod")
+MAPS = ("kerneye_lsm_rules", "kerneye_lsm_cfg", "kerneye_lsm_inodes", "kerneye_lsm_tasks", "kerneye_lsm_stats",
+        "kerneye_lsm_rb")
+
+MODES = {"monitor": A.EnfMode.MONITOR, "enforce": A.EnfMode.ENFORCE}
+KINDS = {k.name.lower(): k for k in A.EnfLsmKind if k != A.EnfLsmKind.MAX}
+HOOKS = {
+    A.EnfLsmHook.FILE_OPEN: "file_open",
+    A.EnfLsmHook.BPRM_CHECK: "bprm_check_security",
+    A.EnfLsmHook.SOCKET_CREATE: "socket_create",
+    A.EnfLsmHook.KERNEL_READ_FILE: "kernel_read_file",
+    A.EnfLsmHook.KERNEL_LOAD_DATA: "kernel_load_data",
+    A.EnfLsmHook.BPF: "bpf",
+    A.EnfLsmHook.PATH_UNLINK: "path_unlink",
+    A.EnfLsmHook.PATH_RENAME: "path_rename",
+    A.EnfLsmHook.PATH_CHMOD: "path_chmod",
+    A.EnfLsmHook.TASK_KILL: "task_kill",
+    A.EnfLsmHook.PTRACE: "ptrace_access_check",
+}
+_FILE_KINDS = (A.EnfLsmKind.OPEN, A.EnfLsmKind.EXEC_DENY, A.EnfLsmKind.EXEC_ALLOW, A.EnfLsmKind.PROTECT_FILE)
+_TASK_KINDS = (A.EnfLsmKind.BPF, A.EnfLsmKind.PROTECT_TASK)
+
+
+def kernel_dev(st_dev: int) -> int:
+    """stat()'s dev_t -> the kernel's internal encoding (MAJOR << 20 | MINOR),
+    which is what inode->i_sb->s_dev holds."""
+    return (os.major(st_dev) << 20) | os.minor(st_dev)
+
+
+def user_dev(kdev: int) -> int:
+    """The inverse of kernel_dev."""
+    return os.makedev(kdev >> 20, kdev & 0xFFFFF)
+
+
+# --- rules ------------------------------------------------------------------
+
+@dataclass
+class LsmRule:
+    """One rule as given; `inodes` is filled from `paths` when it is added."""
+
+    id: int
+    kind: str                     # a key of KINDS
+    mode: str | None = None       # None: the enforcer's mode
+    paths: list[str] = field(default_factory=list)
+    tgids: list[int] = field(default_factory=list)
+    write_only: bool = False      # open rules
+    bin_mask: int = 0
+    bin_not: bool = False
+    err: int = 0                  # errno; 0 = EPERM
+    inodes: dict[tuple[int, int], str] = field(default_factory=dict)  # (kernel dev, ino) -> path
+
+    def validate(self) -> None:
+        if not 0 <= self.id < 2**32:
+            raise EnforceError(f"rule id {self.id} must fit in 32 bits")
+        if self.kind not in KINDS:
+            raise EnforceError(f"rule {self.id}: unknown kind {self.kind!r}; known: {sorted(KINDS)}")
+        if self.mode is not None and self.mode not in MODES:
+            raise EnforceError(f"rule {self.id}: mode must be one of {sorted(MODES)} or None, not {self.mode!r}")
+        if not 0 <= self.err < 4096:
+            raise EnforceError(f"rule {self.id}: err must be an errno number (0 = EPERM), not {self.err}")
+        if not 0 <= self.bin_mask < 2**64:
+            raise EnforceError(f"rule {self.id}: bin_mask must be a 64-bit mask")
+        if KINDS[self.kind] in _FILE_KINDS and not self.paths:
+            raise EnforceError(f"rule {self.id}: a {self.kind} rule needs at least one path")
+        if KINDS[self.kind] == A.EnfLsmKind.PROTECT_TASK and not self.tgids:
+            raise EnforceError(f"rule {self.id}: protect_tasks needs at least one tgid")
+        for t in self.tgids:
+            if not 0 < int(t) < 2**32:
+                raise EnforceError(f"rule {self.id}: bad tgid {t}")
+
+    def resolve(self) -> None:
+        """Look the paths up (follows symlinks)."""
+        self.inodes = {}
+        for p in self.paths:
+            try:
+                st = os.stat(p)
+            except OSError as e:
+                raise EnforceError(f"rule {self.id}: cannot stat {p}: {e.strerror}; give an existing file") from None
+            self.inodes[(kernel_dev(st.st_dev), st.st_ino)] = p
+
+    def to_struct(self, default_mode: A.EnfMode) -> A.EnfLsmRule:
+        flags = A.EnfLsmRuleFlag.USED
+        if self.write_only:
+            flags |= A.EnfLsmRuleFlag.WRITE_ONLY
+        if self.bin_not:
+            flags |= A.EnfLsmRuleFlag.BIN_NOT
+        mode = MODES[self.mode] if self.mode else default_mode
+        return A.EnfLsmRule(id=self.id, kind=int(KINDS[self.kind]), mode=int(mode), flags=int(flags), err=self.err,
+                            bin_mask=self.bin_mask)
+
+
+# --- decisions --------------------------------------------------------------
+
+@dataclass
+class LsmDecision:
+    """One decision the kernel reported (a denial, or a monitor-mode
+    would-deny that was allowed)."""
+
+    hook: str             # LSM hook: file_open, bprm_check_security, socket_create, ...
+    kind: str             # the rule's kind
+    rule_id: int
+    verdict: str          # "deny" or "allow" (what happened)
+    monitor: bool         # a monitor-mode rule would have denied
+    errno: int            # returned to the caller; 0 when allowed
+    pid: int              # thread group id (what ps calls PID)
+    tid: int
+    comm: str
+    cgroup_id: int
+    dev: int              # stat()'s st_dev encoding; 0 when no file
+    ino: int
+    path: str             # the rule's path for (dev, ino), else the exec filename, else ""
+    filename: str         # from the kernel: bprm->filename for exec, the dentry's name for files
+    family: int           # socket_create
+    sock_type: int
+    protocol: int
+    target_pid: int       # task_kill, ptrace_access_check
+    arg: int              # signal, ptrace mode, bpf cmd, chmod mode, open f_mode, read-file id
+    ktime: int
+
+    @classmethod
+    def decode(cls, raw: bytes, paths: dict[tuple[int, int], str] | None = None) -> "LsmDecision":
+        if len(raw) < ctypes.sizeof(A.EnfLsmEvent):
+            raise EnforceError(f"short LSM event ({len(raw)} bytes)")
+        e = A.EnfLsmEvent.from_buffer_copy(raw[: ctypes.sizeof(A.EnfLsmEvent)])
+        if e.common.op != A.EnfLsmConst.MSG_OP:
+            raise EnforceError(f"unexpected message op {e.common.op}")
+        name = e.name.decode(errors="replace")
+        path = (paths or {}).get((e.dev, e.ino), "") if e.ino else ""
+        if not path and e.hook == A.EnfLsmHook.BPRM_CHECK:
+            path = name
+        try:
+            kind = A.EnfLsmKind(e.kind).name.lower()
+        except ValueError:
+            kind = str(e.kind)
+        return cls(hook=HOOKS.get(e.hook, str(e.hook)), kind=kind, rule_id=e.rule_id,
+                   verdict="deny" if e.verdict == A.EnfVerdict.DENY else "allow",
+                   monitor=bool(e.flags & A.EnfEventFlag.MONITOR), errno=e.err, pid=e.tgid, tid=e.pid,
+                   comm=e.comm.decode(errors="replace"), cgroup_id=e.cgroup_id,
+                   dev=user_dev(e.dev) if e.dev else 0, ino=e.ino, path=path, filename=name, family=e.family,
+                   sock_type=e.sock_type, protocol=e.protocol, target_pid=e.target, arg=e.arg,
+                   ktime=e.common.ktime)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+# --- helpers ----------------------------------------------------------------
+
+def _libbpf_fn(name: str, res: object, args: list[object]):  # type: ignore[no-untyped-def]
+    f = getattr(libbpf.lib(), name)
+    f.restype, f.argtypes = res, args
+    return f
+
+
+def _pin(fd: int, path: str) -> None:
+    rc = _libbpf_fn("bpf_obj_pin", ctypes.c_int, [ctypes.c_int, ctypes.c_char_p])(fd, path.encode())
+    if rc:
+        raise BpfError(f"cannot pin at {path}: {libbpf.strerror(rc)}", -rc)
+
+
+def _mount_securityfs() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount(b"securityfs", b"/sys/kernel/security", b"securityfs", 0, None)
+
+
+def release_pinned(pin_dir: str = PIN_DIR) -> bool:
+    """Remove what keep_on_exit left under pin_dir: the programs detach once
+    no process holds them. Returns False if there was nothing."""
+    if not os.path.isdir(pin_dir):
+        return False
+    for name in os.listdir(pin_dir):
+        os.unlink(os.path.join(pin_dir, name))
+    os.rmdir(pin_dir)
+    parent = os.path.dirname(os.path.abspath(pin_dir))
+    while parent.startswith("/sys/fs/bpf/kerneye"):  # empty parents we created
+        try:
+            os.rmdir(parent)
+        except OSError:
+            break
+        parent = os.path.dirname(parent)
+    return True
+
+
+def _kernel_has_path_hooks() -> bool:
+    """CONFIG_SECURITY_PATH: the kernel's BTF names bpf_lsm_path_unlink."""
+    try:
+        with open("/sys/kernel/btf/vmlinux", "rb") as f:
+            return b"\0bpf_lsm_path_unlink\0" in f.read()
+    except OSError:
+        return True  # let the load decide
+
+
+# --- the enforcer -----------------------------------------------------------
+
+class LsmEnforcer:
+    """BPF-LSM rules for the whole host.
+
+    Rules may be added before start() (installed at start) or after (live).
+    Adding a rule with an id in use replaces that rule. Thread-safety: rule
+    changes are serialised by a lock; read_decisions is for one consumer
+    thread. close() is idempotent.
+    """
+
+    def __init__(self, *, mode: str = "enforce", bpf_dir: str | None = None, keep_on_exit: bool = False,
+                 pin_dir: str = PIN_DIR, execve_map_fd: int | None = None) -> None:
+        if mode not in MODES:
+            raise EnforceError(f"mode must be one of {sorted(MODES)}, not {mode!r}")
+        self.mode = mode
+        self.bpf_dir = bpf_dir or config.default_bpf_dir()
+        self.obj_path = os.path.join(self.bpf_dir, OBJECT)
+        self.keep_on_exit = keep_on_exit
+        self.pin_dir = pin_dir
+        self.execve_map_fd = execve_map_fd
+        self._rules: dict[int, tuple[int, LsmRule]] = {}  # id -> (slot, rule); slot -1 before start
+        self._inodes: dict[tuple[int, int, int], int] = {}  # (dev, ino, kind) -> slot mask, as in the map
+        self._tasks: dict[int, int] = {}  # tgid -> slot mask, as in the map
+        self._kind_mask = [0] * int(A.EnfLsmKind.MAX)
+        self._next_slot = 0
+        self._lock = threading.Lock()
+        self._obj: LoadedObject | None = None
+        self._rb: RingBuffer | None = None
+        self.programs: list[str] = []
+
+    # availability
+
+    @staticmethod
+    def available(bpf_dir: str | None = None) -> str | None:
+        """None if BPF-LSM enforcement works here, else a one-line reason."""
+        if not os.path.exists(LSM_FILE):
+            try:
+                _mount_securityfs()
+            except OSError:
+                pass
+        try:
+            with open(LSM_FILE) as f:
+                active = f.read().strip()
+        except OSError as e:
+            return (f"cannot read {LSM_FILE} ({e.strerror}); mount securityfs: "
+                    "mount -t securityfs securityfs /sys/kernel/security")
+        if "bpf" not in active.split(","):
+            return (f"BPF-LSM is not active: 'bpf' is not in {LSM_FILE} ({active}); add it to the lsm= boot "
+                    f"parameter, e.g. lsm={active},bpf (needs CONFIG_BPF_LSM=y)")
+        bpf_dir = bpf_dir or config.default_bpf_dir()
+        if not os.path.exists(os.path.join(bpf_dir, OBJECT)):
+            return f"BPF object {os.path.join(bpf_dir, OBJECT)} is missing; build it with `make -C bpf`"
+        return features.probe(bpf_dir, "lsm")
+
+    # life cycle
+
+    def start(self) -> "LsmEnforcer":
+        """Load, write the rules, then attach every program."""
+        if self._obj is not None:
+            return self
+        reason = self.available(self.bpf_dir)
+        if reason:
+            raise EnforceError(f"cannot start BPF-LSM enforcement: {reason}")
+        if self.keep_on_exit and os.path.isdir(self.pin_dir) and os.listdir(self.pin_dir):
+            raise EnforceError(f"BPF-LSM enforcement is already pinned at {self.pin_dir} (an earlier agent used "
+                               "keep_on_exit); remove it with release_pinned() or `rm -r` first")
+        spec = ObjectSpec(self.obj_path)
+        if self.execve_map_fd is not None:
+            spec.reuse_maps["kerneye_execve_map"] = self.execve_map_fd
+        self.programs = list(PROGRAMS)
+        if not _kernel_has_path_hooks():
+            self.programs = [p for p in self.programs if p not in _PATH_PROGRAMS]
+            spec.autoload.update({p: False for p in _PATH_PROGRAMS})
+        try:
+            obj = LoadedObject(spec)
+        except KerneyeError as e:
+            raise EnforceError(f"cannot load the BPF-LSM programs: {e}") from None
+        try:
+            self._obj = obj
+            with self._lock:
+                pending = [r for _, r in self._rules.values()]
+                self._rules.clear()
+                for r in pending:
+                    self._install(r)
+            if self.keep_on_exit:
+                os.makedirs(self.pin_dir, exist_ok=True)
+                names = MAPS if self.execve_map_fd is not None else MAPS + ("kerneye_execve_map",)
+                for name in names:
+                    _pin(obj.map_fd(name), os.path.join(self.pin_dir, name))
+            pin_link = _libbpf_fn("bpf_link__pin", ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p])
+            for p in self.programs:
+                link = obj.attach(p)
+                if self.keep_on_exit:
+                    path = os.path.join(self.pin_dir, p)
+                    rc = pin_link(link._ptr, path.encode())  # noqa: SLF001 (objects.Link has no pin method)
+                    if rc:
+                        raise BpfError(f"cannot pin {p} at {path}: {libbpf.strerror(rc)}", -rc)
+            self._rb = RingBuffer(obj.map_fd("kerneye_lsm_rb"), obj.map_max_entries("kerneye_lsm_rb"))
+        except BaseException as e:
+            self._obj = None
+            obj.close()
+            if self.keep_on_exit:
+                release_pinned(self.pin_dir)
+            if isinstance(e, KerneyeError) and not isinstance(e, EnforceError):
+                raise EnforceError(f"cannot start BPF-LSM enforcement: {e}") from None
+            raise
+        return self
+
+    def close(self) -> None:
+        """Detach everything (with keep_on_exit the pinned links stay and
+        only this process's handles go)."""
+        if self._rb is not None:
+            self._rb.close()
+            self._rb = None
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
+
+    def __enter__(self) -> "LsmEnforcer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def started(self) -> bool:
+        return self._obj is not None
+
+    release_pinned = staticmethod(release_pinned)
+
+    # rules: one method per kind
+
+    def deny_open(self, rule_id: int, paths: str | Iterable[str], *, mode: str | None = None,
+                  write_only: bool = False, bin_mask: int = 0, bin_not: bool = False, err: int = 0) -> LsmRule:
+        """open() of these files fails (only opens for write with
+        write_only). Also covers exec, which opens the file."""
+        return self.add_rule(LsmRule(rule_id, "open", mode, _paths(paths), write_only=write_only,
+                                     bin_mask=bin_mask, bin_not=bin_not, err=err))
+
+    def deny_exec(self, rule_id: int, paths: str | Iterable[str], *, mode: str | None = None, bin_mask: int = 0,
+                  bin_not: bool = False, err: int = 0) -> LsmRule:
+        """execve() of these files fails (whatever name or link is used)."""
+        return self.add_rule(LsmRule(rule_id, "exec_deny", mode, _paths(paths), bin_mask=bin_mask,
+                                     bin_not=bin_not, err=err))
+
+    def exec_allowlist(self, rule_id: int, allowed_paths: Iterable[str], *, mode: str | None = None,
+                       bin_mask: int = 0, bin_not: bool = False, err: int = 0) -> LsmRule:
+        """execve() of any file but these fails: copies, memfds and
+        interpreters not listed included (a script needs its interpreter
+        listed too). Scope it with bin_mask unless it is meant host-wide."""
+        return self.add_rule(LsmRule(rule_id, "exec_allow", mode, _paths(allowed_paths), bin_mask=bin_mask,
+                                     bin_not=bin_not, err=err))
+
+    def deny_raw_sockets(self, rule_id: int, *, mode: str | None = None, bin_mask: int = 0,
+                         bin_not: bool = False, err: int = 0) -> LsmRule:
+        """socket(AF_INET/AF_INET6, SOCK_RAW) and socket(AF_PACKET, any) fail."""
+        return self.add_rule(LsmRule(rule_id, "raw_socket", mode, bin_mask=bin_mask, bin_not=bin_not, err=err))
+
+    def deny_module_load(self, rule_id: int, *, mode: str | None = None, bin_mask: int = 0,
+                         bin_not: bool = False, err: int = 0) -> LsmRule:
+        """init_module() and finit_module() fail."""
+        return self.add_rule(LsmRule(rule_id, "module", mode, bin_mask=bin_mask, bin_not=bin_not, err=err))
+
+    def deny_bpf_load(self, rule_id: int, allow_tgids: Iterable[int] | None = None, *, mode: str | None = None,
+                      bin_mask: int = 0, bin_not: bool = False, err: int = 0) -> LsmRule:
+        """bpf(BPF_PROG_LOAD) fails except for allow_tgids (default: this
+        process, so the agent can still load its own programs)."""
+        tgids = list(allow_tgids) if allow_tgids is not None else [os.getpid()]
+        return self.add_rule(LsmRule(rule_id, "bpf", mode, tgids=[int(t) for t in tgids], bin_mask=bin_mask,
+                                     bin_not=bin_not, err=err))
+
+    def protect_files(self, rule_id: int, paths: str | Iterable[str], *, mode: str | None = None,
+                      bin_mask: int = 0, bin_not: bool = False, err: int = 0) -> LsmRule:
+        """unlink(), rename() (from or onto) and chmod() of these files fail."""
+        return self.add_rule(LsmRule(rule_id, "protect_file", mode, _paths(paths), bin_mask=bin_mask,
+                                     bin_not=bin_not, err=err))
+
+    def protect_tasks(self, rule_id: int, tgids: Iterable[int], *, mode: str | None = None, err: int = 0) -> LsmRule:
+        """Terminating or stopping signals (all but 0, SIGCHLD, SIGCONT,
+        SIGURG, SIGWINCH) and ptrace attach against these processes fail,
+        unless the sender is one of them."""
+        return self.add_rule(LsmRule(rule_id, "protect_task", mode, tgids=[int(t) for t in tgids], err=err))
+
+    # rules: generic
+
+    def add_rule(self, rule: LsmRule) -> LsmRule:
+        """Add (or replace, by id) a rule; live if started."""
+        rule.validate()
+        rule.resolve()
+        with self._lock:
+            if self._obj is None:
+                self._rules[rule.id] = (-1, rule)
+                return rule
+            if rule.id in self._rules:
+                self._uninstall(rule.id)
+            self._install(rule)
+        return rule
+
+    def remove_rule(self, rule_id: int) -> bool:
+        with self._lock:
+            if rule_id not in self._rules:
+                return False
+            if self._obj is None:
+                del self._rules[rule_id]
+            else:
+                self._uninstall(rule_id)
+            return True
+
+    def rules(self) -> list[LsmRule]:
+        return [r for _, r in self._rules.values()]
+
+    def set_mode(self, mode: str) -> None:
+        """The mode of every rule added with mode=None; live."""
+        if mode not in MODES:
+            raise EnforceError(f"mode must be one of {sorted(MODES)}, not {mode!r}")
+        with self._lock:
+            self.mode = mode
+            if self._obj is None:
+                return
+            fd = self._obj.map_fd("kerneye_lsm_rules")
+            for slot, r in self._rules.values():
+                if r.mode is None:
+                    maps.update(fd, ctypes.c_uint32(slot), r.to_struct(MODES[mode]))
+
+    def _free_slot(self) -> int:
+        """Round robin over free slots, so that a slot just freed is reused as
+        late as possible (a program may still be walking its old mask)."""
+        used = {slot for slot, _ in self._rules.values()}
+        for i in range(A.ENF_LSM_MAX_RULES):
+            s = (self._next_slot + i) % A.ENF_LSM_MAX_RULES
+            if s not in used:
+                self._next_slot = s + 1
+                return s
+        raise EnforceError(f"too many BPF-LSM rules (the kernel side holds {A.ENF_LSM_MAX_RULES})")
+
+    def _install(self, rule: LsmRule) -> None:
+        assert self._obj is not None
+        slot = self._free_slot()
+        maps.update(self._obj.map_fd("kerneye_lsm_rules"), ctypes.c_uint32(slot), rule.to_struct(MODES[self.mode]))
+        self._rules[rule.id] = (slot, rule)
+        self._sync(adding=True)
+
+    def _uninstall(self, rule_id: int) -> None:
+        assert self._obj is not None
+        slot, _ = self._rules.pop(rule_id)
+        self._sync(adding=False)
+        maps.update(self._obj.map_fd("kerneye_lsm_rules"), ctypes.c_uint32(slot), A.EnfLsmRule())
+
+    def _sync(self, adding: bool) -> None:
+        """Bring the inode map, the task map and the kind masks in line with
+        self._rules. When adding, the per-inode/per-task entries go first
+        (an allowlist must be complete before its kind bit turns it on);
+        when removing, the kind masks go first."""
+        assert self._obj is not None
+        inodes: dict[tuple[int, int, int], int] = {}
+        tasks: dict[int, int] = {}
+        kind_mask = [0] * int(A.EnfLsmKind.MAX)
+        for slot, r in self._rules.values():
+            k = KINDS[r.kind]
+            kind_mask[k] |= 1 << slot
+            for dev, ino in r.inodes:
+                inodes[(dev, ino, int(k))] = inodes.get((dev, ino, int(k)), 0) | 1 << slot
+            for t in r.tgids:
+                tasks[t] = tasks.get(t, 0) | 1 << slot
+        if adding:
+            self._sync_entries(inodes, tasks)
+            self._sync_cfg(kind_mask)
+        else:
+            self._sync_cfg(kind_mask)
+            self._sync_entries(inodes, tasks)
+
+    def _sync_cfg(self, kind_mask: list[int]) -> None:
+        assert self._obj is not None
+        if kind_mask != self._kind_mask:
+            cfg = A.EnfLsmConfig()
+            for i, m in enumerate(kind_mask):
+                cfg.kind_mask[i] = m
+            maps.update(self._obj.map_fd("kerneye_lsm_cfg"), ctypes.c_uint32(0), cfg)
+            self._kind_mask = kind_mask
+
+    def _sync_entries(self, inodes: dict[tuple[int, int, int], int], tasks: dict[int, int]) -> None:
+        assert self._obj is not None
+        fd = self._obj.map_fd("kerneye_lsm_inodes")
+        for (dev, ino, kind), m in inodes.items():
+            if self._inodes.get((dev, ino, kind)) != m:
+                maps.update(fd, A.EnfLsmInodeKey(ino=ino, dev=dev, kind=kind), ctypes.c_uint64(m))
+        for dev, ino, kind in set(self._inodes) - set(inodes):
+            maps.delete(fd, A.EnfLsmInodeKey(ino=ino, dev=dev, kind=kind))
+        self._inodes = inodes
+        fd = self._obj.map_fd("kerneye_lsm_tasks")
+        for t, m in tasks.items():
+            if self._tasks.get(t) != m:
+                maps.update(fd, ctypes.c_uint32(t), ctypes.c_uint64(m))
+        for t in set(self._tasks) - set(tasks):
+            maps.delete(fd, ctypes.c_uint32(t))
+        self._tasks = tasks
+
+    # reading
+
+    def _known_paths(self) -> dict[tuple[int, int], str]:
+        out: dict[tuple[int, int], str] = {}
+        for _, r in self._rules.values():
+            out.update(r.inodes)
+        return out
+
+    def read_decisions(self, timeout_s: float = 0.0) -> list[LsmDecision]:
+        """Decisions reported since the last call; waits up to timeout_s for
+        the first one."""
+        if self._rb is None:
+            raise EnforceError("the BPF-LSM enforcer is not started")
+        recs = self._rb.drain()
+        if not recs and timeout_s > 0:
+            self._rb.wait(timeout_s)
+            recs = self._rb.drain()
+        paths = self._known_paths()
+        return [LsmDecision.decode(r, paths) for r in recs]
+
+    def iter_decisions(self, stop: threading.Event, poll_s: float = 0.2) -> Iterator[LsmDecision]:
+        while not stop.is_set():
+            yield from self.read_decisions(poll_s)
+
+    def stats(self) -> dict[str, int]:
+        """{"denied", "monitored", "rb_lost"}: per-CPU counters summed."""
+        if self._obj is None:
+            return {}
+        fd = self._obj.map_fd("kerneye_lsm_stats")
+        return {s.name.lower(): maps.percpu_sum_u64(fd, int(s))
+                for s in (A.EnfStat.DENIED, A.EnfStat.MONITORED, A.EnfStat.RB_LOST)}
+
+
+def _paths(p: str | Iterable[str]) -> list[str]:
+    return [p] if isinstance(p, (str, os.PathLike)) else [str(x) for x in p]
