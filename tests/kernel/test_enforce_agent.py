@@ -144,6 +144,15 @@ def free_port() -> int:
     return p
 
 
+def unique_true(path: str) -> str:
+    """A copy of /bin/true with its own content: exec deny rules also match
+    copies by content, and /bin/true itself must never be denied."""
+    shutil.copy("/bin/true", path)
+    with open(path, "ab") as f:
+        f.write(uuid.uuid4().bytes)
+    return path
+
+
 # --- fixtures -------------------------------------------------------------------
 
 @pytest.fixture
@@ -306,7 +315,7 @@ def test_exec_deny_list_and_allow_list(agent: AgentProc, work: str, name: str) -
     try:
         a, b, c = (os.path.join(mnt, n) for n in ("a", "b", "c"))
         for p in (a, b, c):
-            shutil.copy("/bin/true", p)
+            unique_true(p)
         add(agent, work, enforcement_policy(name, {"exec": {"deny": [c], "allow": [a], "mounts": [mnt]}}))
         assert subprocess.run([a]).returncode == 0
         for p in (b, c):
@@ -325,8 +334,7 @@ def test_exec_deny_list_and_allow_list(agent: AgentProc, work: str, name: str) -
 
 
 def test_override_on_execve_with_matchargs(agent: AgentProc, work: str, name: str) -> None:
-    x = os.path.join(work, "x")
-    shutil.copy("/bin/true", x)
+    x = unique_true(os.path.join(work, "x"))
     hook = {"call": "sys_execve", "syscall": True, "args": [{"index": 0, "type": "string"}],
             "selectors": [{"matchArgs": [{"index": 0, "operator": "Equal", "values": [x]}],
                            "matchActions": [{"action": "Override", "argError": -1}]}]}
@@ -484,3 +492,18 @@ def test_sysctl_and_device_rules_scoped_to_a_cgroup(agent: AgentProc, work: str,
     assert {d["enforcement"]["mechanism"] for d in ds} == {"cgroup-bpf"}
     assert tp(agent, "delete", name).returncode == 0
     assert in_cgroup(cgroup, write).returncode == 0
+
+
+def test_exec_deny_follows_copies_by_content(agent: AgentProc, work: str, name: str) -> None:
+    x = unique_true(os.path.join(work, "x"))
+    add(agent, work, enforcement_policy(name, {"exec": {"deny": [x]}}))
+    copy = os.path.join("/dev/shm", f"kerneye-test-{uuid.uuid4().hex[:8]}")
+    shutil.copy(x, copy)  # another inode on another filesystem, same bytes
+    try:
+        for p in (x, copy):
+            with pytest.raises(PermissionError):
+                subprocess.run([p])
+        ds = decisions(agent, name, 2)
+        assert {d["args"][0]["linux_binprm_arg"]["path"] for d in ds} == {x, copy}
+    finally:
+        os.unlink(copy)

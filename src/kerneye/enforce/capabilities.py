@@ -12,8 +12,8 @@ Vocabulary of the fields:
              operation happens and the process is signalled afterwards.
   on_exit    what happens to the enforcement when the agent stops or dies.
   status     "implemented" (a kerneye module does it, with kernel tests),
-             "planned" (issue 4 integration), or "action" (policy actions
-             that exist today).
+             "planned" (no back end yet), or "action" (policy actions that
+             react after the fact).
   here       measured on the project's reference machine (kernel 6.18 PVM
              guest: no BPF-LSM, no kprobes; shared/reference/kernel-facts.md).
 
@@ -38,7 +38,8 @@ class Mechanism:
 MECHANISMS: dict[str, Mechanism] = {m.key: m for m in (
     Mechanism("bpf-lsm", "BPF-LSM program (`lsm/<hook>`)", "5.7, `bpf` in `lsm=`",
               "detached (fails open) unless pinned", False,
-              "loads with EPERM on the reference machine although `bpf` is in the LSM list"),
+              "loads with EPERM on the reference machine although `bpf` is in the LSM list; tested in a "
+              "qemu VM with Debian's kernel (docs/reference/vm-tests.md)"),
     Mechanism("fanotify", "fanotify permission event", "2.6.37 (open), 5.0 (exec)",
               "fails open: the kernel allows pending and later events", True,
               "needs a live responder; kerneye answers on (device, inode)"),
@@ -46,7 +47,8 @@ MECHANISMS: dict[str, Mechanism] = {m.key: m for m in (
               "4.10 (sock_create), 4.17 (connect, bind), 4.18 (sendmsg); kerneye's object 5.18 "
               "(bpf_loop, bpf_set_retval)",
               "detached (fails open); stays with keep_on_exit (pinned links)", True,
-              "scoped to a cgroup-v2 subtree: the host (root) or one container"),
+              "scoped to a cgroup-v2 subtree: the host (root) or one container; rules can be limited to "
+              "binaries (bits of the agent's execve map)"),
     Mechanism("signal", "`Sigkill`/`Signal` action at syscall entry", "5.3 (bpf_send_signal)",
               "stops with the agent", True,
               "a reaction, not prevention: most syscalls complete before the signal lands"),
@@ -71,73 +73,90 @@ def _c(*a: str, **kw: str) -> Capability:
 
 
 # operation -> mechanisms, strongest first
+LSM = "kerneye.enforce.lsm"
+FAN = "kerneye.enforce.fanotify"
+CGN = "kerneye.enforce.cgroup_net"
+CGS = "kerneye.enforce.cgroup_sys"
+
 CAPABILITIES: dict[str, list[Capability]] = {
     "file open": [
-        _c("file open", "bpf-lsm", "`file_open`", "yes", "any (argError)", "any task, filtered in BPF", "planned"),
-        _c("file open", "fanotify", "`FAN_OPEN_PERM` inode marks (directories: `FAN_EVENT_ON_CHILD`)", "yes",
-           "EPERM", "marked inodes; files directly in marked directories", "implemented",
-           "kerneye.enforce.fanotify", "hard links, symlinks, renames, bind mounts covered; copies are not"),
+        _c("file open", "bpf-lsm", "`file_open`", "yes", "any (argError)", "any task (optionally chosen binaries)",
+           "implemented", LSM, "inode rules (hard links, symlinks, renames, bind mounts covered); write-only rules "
+           "from f_mode; directory trees go to fanotify"),
+        _c("file open", "fanotify", "`FAN_OPEN_PERM` inode marks; directories recursively with "
+           "`FAN_EVENT_ON_CHILD`", "yes", "EPERM", "marked inodes and trees; optionally chosen binaries",
+           "implemented", FAN, "write-only rules read the open flags from a syscall tracepoint (io_uring opens "
+           "fail closed); a mark costs every open on its filesystem ~0.01 µs"),
         _c("file open", "signal", "`sys_enter_openat`", "reaction", "-", "any task", "action",
            notes="`open(O_CREAT)` still creates the file"),
     ],
     "exec": [
-        _c("exec", "bpf-lsm", "`bprm_check_security`", "yes", "any (argError)", "any task", "planned"),
-        _c("exec", "fanotify", "`FAN_OPEN_EXEC_PERM` inode marks (deny list) or a mount mark with an "
-           "allow-cache of ignore marks (allow list)", "yes", "EPERM (shell: 126)", "marked inodes / one mount",
-           "implemented", "kerneye.enforce.fanotify", "`sh script` and memfd exec are not exec of the marked inode"),
+        _c("exec", "bpf-lsm", "`bprm_check_security`", "yes", "any (argError)", "any task (optionally chosen callers)",
+           "implemented", LSM, "deny list by inode; allow list host-wide, memfd and copies included"),
+        _c("exec", "fanotify", "`FAN_OPEN_EXEC_PERM`: inode marks, filesystem marks with sha256 of the content "
+           "(copies), mount marks for allow lists, allow-cache of ignore marks", "yes", "EPERM (shell: 126)",
+           "host; allow lists per mount", "implemented", FAN,
+           "memfd exec, `ld.so ./x` and `sh script` are not exec of the file (see the evasion table)"),
         _c("exec", "signal", "`sys_enter_execve`", "reaction", "-", "any task", "action",
            notes="the new image never runs: the kill lands first"),
     ],
     "connect": [
-        _c("connect", "bpf-lsm", "`socket_connect`", "yes", "any", "any task", "planned"),
         _c("connect", "cgroup-bpf", "`cgroup/connect4`, `cgroup/connect6`", "yes", "EPERM or the rule's errno",
-           "cgroup subtree", "implemented", "kerneye.enforce.cgroup_net",
-           "IPv4-mapped IPv6 matched by IPv4 rules; TCP and UDP sockets"),
+           "host or cgroup subtree; optionally chosen binaries", "implemented", CGN,
+           "IPv4-mapped IPv6 matched by IPv4 rules; TCP, UDP and ICMP sockets"),
+        _c("connect", "bpf-lsm", "`socket_connect`", "yes", "any", "any task", "planned",
+           notes="not needed while cgroup BPF is available (it is wherever BPF-LSM is)"),
         _c("connect", "signal", "`sys_enter_connect`", "reaction", "-", "any task", "action",
            notes="the SYN is already sent"),
     ],
     "UDP send to an address": [
-        _c("UDP send to an address", "bpf-lsm", "`socket_sendmsg`", "yes", "any", "any task", "planned"),
         _c("UDP send to an address", "cgroup-bpf", "`cgroup/sendmsg4`, `cgroup/sendmsg6`", "yes",
-           "EPERM or the rule's errno", "cgroup subtree", "implemented", "kerneye.enforce.cgroup_net",
+           "EPERM or the rule's errno", "host or cgroup subtree", "implemented", CGN,
            "sends on a connected socket pass the connect hook instead"),
+        _c("UDP send to an address", "bpf-lsm", "`socket_sendmsg`", "yes", "any", "any task", "planned"),
     ],
     "bind": [
-        _c("bind", "bpf-lsm", "`socket_bind`", "yes", "any", "any task", "planned"),
         _c("bind", "cgroup-bpf", "`cgroup/bind4`, `cgroup/bind6`", "yes", "EPERM or the rule's errno",
-           "cgroup subtree", "implemented", "kerneye.enforce.cgroup_net"),
+           "host or cgroup subtree", "implemented", CGN),
+        _c("bind", "bpf-lsm", "`socket_bind`", "yes", "any", "any task", "planned"),
     ],
     "socket creation (raw sockets)": [
-        _c("socket creation (raw sockets)", "bpf-lsm", "`socket_create`", "yes", "any", "any task", "planned",
-           notes="also covers AF_PACKET"),
+        _c("socket creation (raw sockets)", "bpf-lsm", "`socket_create`", "yes", "any", "any task",
+           "implemented", LSM, "AF_INET, AF_INET6 and AF_PACKET"),
         _c("socket creation (raw sockets)", "cgroup-bpf", "`cgroup/sock_create`", "yes", "EPERM",
-           "cgroup subtree", "implemented", "kerneye.enforce.cgroup_net",
-           "AF_INET/AF_INET6 only: AF_PACKET sockets are not seen"),
+           "host or cgroup subtree", "implemented", CGN, "AF_INET/AF_INET6 only: AF_PACKET sockets are not seen"),
     ],
     "sysctl write": [
-        _c("sysctl write", "cgroup-bpf", "`cgroup/sysctl`", "yes", "EPERM", "cgroup subtree", "planned"),
+        _c("sysctl write", "cgroup-bpf", "`cgroup/sysctl`", "yes", "EPERM or the rule's errno",
+           "host or cgroup subtree", "implemented", CGS,
+           "exact names and prefixes; the write(2) fails and nothing changes (the open succeeds)"),
     ],
     "device access": [
-        _c("device access", "cgroup-bpf", "`cgroup/dev`", "yes", "EPERM", "cgroup subtree", "planned"),
+        _c("device access", "cgroup-bpf", "`cgroup/dev`", "yes", "EPERM or the rule's errno",
+           "host or cgroup subtree", "implemented", CGS,
+           "type, major:minor (wildcards), access r/w/m; checked at open and mknod (open fds stay usable)"),
     ],
     "kernel module load": [
         _c("kernel module load", "bpf-lsm", "`kernel_read_file`, `kernel_load_data`", "yes", "any", "any task",
-           "planned"),
+           "implemented", LSM),
         _c("kernel module load", "signal", "`sys_enter_finit_module`", "reaction", "-", "any task", "action",
-           notes="not measured here; assume the module loads"),
+           notes="not measured here (no module support on the reference kernel); assume the module loads"),
     ],
     "BPF program load": [
-        _c("BPF program load", "bpf-lsm", "`bpf`, `bpf_prog_load`", "yes", "any", "any task", "planned"),
-        _c("BPF program load", "signal", "`sys_enter_bpf`", "reaction", "-", "any task", "action"),
+        _c("BPF program load", "bpf-lsm", "`bpf` (BPF_PROG_LOAD)", "yes", "any", "any task but the agent",
+           "implemented", LSM),
+        _c("BPF program load", "signal", "`sys_enter_bpf`", "reaction", "-", "any task", "action",
+           notes="the program is loaded before the signal lands"),
     ],
     "unlink, rename, chmod": [
         _c("unlink, rename, chmod", "bpf-lsm", "`path_unlink`, `path_rename`, `path_chmod`", "yes", "any",
-           "any task", "planned", notes="needs CONFIG_SECURITY_PATH"),
+           "any task", "implemented", LSM, "needs CONFIG_SECURITY_PATH (Debian, Ubuntu, RHEL have it)"),
         _c("unlink, rename, chmod", "signal", "`sys_enter_unlinkat` ...", "reaction", "-", "any task", "action",
            notes="the change is made"),
     ],
     "ptrace, kill": [
-        _c("ptrace, kill", "bpf-lsm", "`ptrace_access_check`, `task_kill`", "yes", "any", "any task", "planned"),
+        _c("ptrace, kill", "bpf-lsm", "`ptrace_access_check`, `task_kill`", "yes", "any", "protected tasks",
+           "implemented", LSM, "used to protect the agent itself"),
         _c("ptrace, kill", "signal", "`sys_enter_ptrace`, `sys_enter_kill`", "reaction", "-", "any task",
            "action"),
     ],

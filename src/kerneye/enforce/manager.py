@@ -155,8 +155,8 @@ class FanotifyAdapter(Adapter):
         if rule.scope:
             return ("fanotify marks are host-wide: file and exec rules can be scoped to containers only with "
                     "BPF-LSM; drop spec.scope for this rule")
-        if rule.op == "exec" and rule.binaries:
-            return "exec rules for chosen callers need BPF-LSM; fanotify decides on the executed file"
+        if rule.op not in ("open", "write", "exec"):
+            return f"fanotify sees file opens and execs, not {rule.op}"
         return None
 
     def install(self, inst: Installed, mode: str) -> None:
@@ -178,18 +178,18 @@ class FanotifyAdapter(Adapter):
                     okw["recursive"] = True
                 self.enf.deny_open(bid, p, mode, **okw)
             elif r.op == "exec" and r.action == "deny":
+                # by inode, and by content: a copy of the binary is denied too
                 if p.startswith("sha256:"):
-                    self.enf.deny_exec_sha256(bid, p[7:], mode)
+                    self.enf.deny_exec_sha256(bid, p[7:], mode, **kw)
                 else:
-                    self.enf.deny_exec(bid, p, mode)
+                    self.enf.deny_exec(bid, p, mode, match_content=True, **kw)
             else:
                 raise EnforcementError(f"fanotify cannot enforce {r.op}/{r.action}")
             inst.backend_ids.append(bid)
         if r.op == "exec" and r.action == "allow":
-            allowed = [p for p in r.paths if not p.startswith("sha256:")]
-            if len(allowed) != len(r.paths):
-                raise EnforcementError(f"{r.where}: sha256 entries in an exec allow list need BPF-LSM or "
-                                       "content hashing, which the fanotify allow list does not do; list paths")
+            allowed = list(r.paths)
+            if r.binaries:
+                raise EnforcementError(f"{r.where}: an exec allow list for chosen callers needs BPF-LSM")
             seen: set[int] = set()
             for m in r.mounts or exec_mounts():
                 dev = os.stat(m).st_dev
@@ -382,7 +382,76 @@ class CgroupAdapter(Adapter):
         return out
 
 
-ADAPTERS: dict[str, type[Adapter]] = {"fanotify": FanotifyAdapter, "cgroup-bpf": CgroupAdapter}
+class LsmAdapter(Adapter):
+    """BPF-LSM (kerneye.enforce.lsm): files and exec by inode, raw and packet
+    sockets, module and BPF loads, unlink/rename/chmod; host-wide."""
+
+    key = "bpf-lsm"
+    OPS = ("open", "write", "exec", "raw_socket", "module", "bpf", "protect")
+
+    def _start(self) -> None:
+        from .cgroup_net import release_pinned
+        from .lsm import PIN_DIR, LsmEnforcer
+
+        if self.mgr.keep_on_exit and release_pinned(PIN_DIR):
+            log.warning("enforcement pinned by an earlier agent at %s replaced", PIN_DIR)
+        self.enf = LsmEnforcer(mode="enforce", bpf_dir=self.mgr.bpf_dir, keep_on_exit=self.mgr.keep_on_exit,
+                               execve_map_fd=self.mgr.execve_map_fd)
+        self.enf.start()
+
+    def _close(self) -> None:
+        self.enf.close()
+
+    def supports(self, rule: Rule) -> str | None:
+        if rule.op not in self.OPS:
+            return f"kerneye's LSM programs do not cover {rule.op} (cgroup BPF does)"
+        if rule.scope:
+            return "LSM rules are host-wide; container scope is not implemented for them"
+        if any(p.endswith("/") or os.path.isdir(p) for p in rule.paths) and rule.op != "protect":
+            return "directory trees are not matched by the LSM programs (inode rules only)"
+        if any(p.startswith("sha256:") for p in rule.paths):
+            return "content hashes are checked by the fanotify back end only"
+        if rule.op == "exec" and rule.action == "allow" and rule.mounts:
+            return "the LSM exec allow list is host-wide (no per-mount scope)"
+        return None
+
+    def install(self, inst: Installed, mode: str) -> None:
+        r = inst.rule
+        bid = self.mgr.new_backend_id(inst)
+        kw: dict[str, Any] = {"mode": mode, "err": r.errno if r.errno != _errno.EPERM else 0}
+        if r.binaries:
+            kw.update(bin_mask=self.mgr.binaries_mask(inst), bin_not=r.binaries_not)
+        paths = list(r.paths)
+        if r.op in ("open", "write"):
+            self.enf.deny_open(bid, paths, write_only=r.op == "write", **kw)
+        elif r.op == "exec":
+            (self.enf.exec_allowlist if r.action == "allow" else self.enf.deny_exec)(bid, paths, **kw)
+        elif r.op == "raw_socket":
+            self.enf.deny_raw_sockets(bid, **kw)
+        elif r.op == "module":
+            self.enf.deny_module_load(bid, **kw)
+        elif r.op == "bpf":
+            self.enf.deny_bpf_load(bid, allow_tgids=(os.getpid(),), **kw)
+        elif r.op == "protect":
+            self.enf.protect_files(bid, paths, **kw)
+        inst.backend_ids.append(bid)
+
+    def remove(self, inst: Installed) -> None:
+        for bid in inst.backend_ids:
+            self.enf.remove_rule(bid)
+        inst.backend_ids.clear()
+
+    def poll(self, timeout_s: float) -> list[Verdict]:
+        out = []
+        for d in self.enf.read_decisions(timeout_s):
+            vals: dict[str, Any] = {"path": d.path or d.filename, "dev": d.dev, "ino": d.ino, "comm": d.comm,
+                                    "family": d.family, "sock_type": d.sock_type, "protocol": d.protocol}
+            out.append(Verdict(d.rule_id, d.verdict == "deny", d.monitor, d.pid, d.tid, d.errno, vals,
+                               time.time_ns()))
+        return out
+
+
+ADAPTERS: dict[str, type[Adapter]] = {"bpf-lsm": LsmAdapter, "fanotify": FanotifyAdapter, "cgroup-bpf": CgroupAdapter}
 
 
 # --- the manager ---------------------------------------------------------------------
