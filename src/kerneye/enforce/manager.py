@@ -68,6 +68,13 @@ class Installed:
     mechanism: str
     backend_ids: list[int] = field(default_factory=list)
     decisions: int = 0
+    #: the same rule in further back ends (exec deny: BPF-LSM by inode plus
+    #: fanotify by content, for copies); each reports with its own mechanism
+    extra: list["Installed"] = field(default_factory=list)
+    primary: "Installed | None" = None
+
+    def all(self) -> list["Installed"]:
+        return [self, *self.extra]
 
 
 @dataclass
@@ -85,7 +92,8 @@ class PolicyEntry:
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "mode": self.mode, "state": self.state, "source": self.source,
                 "ndenied": self.ndenied, "nmonitored": self.nmonitored, "warnings": self.warnings,
-                "rules": [{"id": i.rid, "op": i.rule.op, "action": i.rule.action, "mechanism": i.mechanism,
+                "rules": [{"id": i.rid, "op": i.rule.op, "action": i.rule.action,
+                           "mechanism": "+".join(p.mechanism for p in i.all()),
                            "where": i.rule.where, "decisions": i.decisions} for i in self.rules]}
 
 
@@ -553,6 +561,10 @@ class EnforcementManager:
                     self._next_rid += 1
                     entry.rules.append(inst)
                     self.adapter(mech).install(inst, plan.mode)
+                    for m2 in self.companions(r, mech):
+                        x = Installed(inst.rid, plan.policy, r, m2, primary=inst)
+                        inst.extra.append(x)
+                        self.adapter(m2).install(x, plan.mode)
             except BaseException as e:
                 self._uninstall(entry)
                 if isinstance(e, KerneyeError) and not isinstance(e, EnforcementError):
@@ -562,15 +574,30 @@ class EnforcementManager:
                 log.warning("policy %s: %s", plan.policy, w)
             self.policies[plan.policy] = entry
             log.info("policy %s enforces %d rules (%s mode): %s", plan.policy, len(entry.rules), plan.mode,
-                     ", ".join(f"{i.rule.op}->{i.mechanism}" for i in entry.rules))
+                     ", ".join(f"{i.rule.op}->{'+'.join(p.mechanism for p in i.all())}" for i in entry.rules))
             return entry
+
+    def companions(self, rule: Rule, mech: str) -> list[str]:
+        """Back ends that add to the chosen one: a BPF-LSM exec deny list
+        matches inodes; fanotify adds copies (same content, new inode)."""
+        if (mech == "bpf-lsm" and rule.op == "exec" and rule.action == "deny"
+                and self.available().get("fanotify") is None):
+            return ["fanotify"]
+        return []
+
+    def _remove(self, inst: Installed) -> None:
+        a = self.adapters.get(inst.mechanism)
+        if a is not None and a.started and inst.backend_ids:
+            ids = list(inst.backend_ids)
+            a.remove(inst)
+            for bid in ids:
+                self.by_backend_id.pop(bid, None)
 
     def _uninstall(self, entry: PolicyEntry) -> None:
         for inst in entry.rules:
-            a = self.adapters.get(inst.mechanism)
-            if a is not None and a.started and inst.backend_ids:
+            for part in inst.all():
                 try:
-                    a.remove(inst)
+                    self._remove(part)
                 except KerneyeError as e:
                     log.warning("policy %s: removing rule %d: %s", entry.name, inst.rid, e)
             if self._binaries is not None and inst.rule.binaries:
@@ -591,14 +618,13 @@ class EnforcementManager:
             if entry.mode == mode and entry.state == "enabled":
                 return
             # new rules first, then the old ones go: no gap in coverage
-            for inst in entry.rules:
+            for inst in [p for i in entry.rules for p in i.all()]:
                 old = Installed(inst.rid, inst.policy, inst.rule, inst.mechanism, list(inst.backend_ids))
                 inst.backend_ids = []
                 a = self.adapter(inst.mechanism)
                 if entry.state == "enabled":
                     a.install(inst, mode)
-                if old.backend_ids:
-                    a.remove(old)
+                self._remove(old)
             entry.mode = mode
 
     def set_enabled(self, name: str, on: bool) -> None:
@@ -606,12 +632,11 @@ class EnforcementManager:
             entry = self.policies[name]
             if on == (entry.state == "enabled"):
                 return
-            for inst in entry.rules:
-                a = self.adapter(inst.mechanism)
+            for inst in [p for i in entry.rules for p in i.all()]:
                 if on:
-                    a.install(inst, entry.mode)
+                    self.adapter(inst.mechanism).install(inst, entry.mode)
                 else:
-                    a.remove(inst)
+                    self._remove(inst)
             entry.state = "enabled" if on else "disabled"
 
     def has(self, name: str) -> bool:
@@ -636,7 +661,7 @@ class EnforcementManager:
             if inst is None or entry is None:
                 self.unknown_decisions += 1
                 continue
-            inst.decisions += 1
+            (inst.primary or inst).decisions += 1
             if v.blocked:
                 entry.ndenied += 1
             else:
