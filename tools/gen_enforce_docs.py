@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Regenerate the capability tables of docs/concepts/enforcement.md from
-kerneye.enforce.capabilities. Only the text between the BEGIN/END GENERATED
-markers is replaced; the rest of the page is written by hand.
+"""Regenerate the generated tables of docs/concepts/enforcement.md: the
+capability table (kerneye.enforce.capabilities) and the evasion table
+(kerneye.enforce.evasions). Only the text between each BEGIN/END GENERATED
+marker pair is replaced; the rest of the page is written by hand.
 
     python3 tools/gen_enforce_docs.py          # rewrite the doc
     python3 tools/gen_enforce_docs.py --check  # exit 1 if it is stale
@@ -16,19 +17,33 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
 from kerneye.enforce.capabilities import render_markdown  # noqa: E402
+from kerneye.enforce.evasions import EVASIONS  # noqa: E402
 
 DOC = os.path.join(ROOT, "docs", "concepts", "enforcement.md")
 BEGIN = "<!-- BEGIN GENERATED: tools/gen_enforce_docs.py from src/kerneye/enforce/capabilities.py -->\n"
+BEGIN_EVASIONS = "<!-- BEGIN GENERATED: tools/gen_enforce_docs.py from src/kerneye/enforce/evasions.py -->\n"
 END = "<!-- END GENERATED -->\n"
 
 
-def regenerate(text: str) -> str:
+def render_evasions() -> str:
+    lines = ["| operation | technique | outcome | decided by | why | test |", "|---|---|---|---|---|---|"]
+    for e in EVASIONS:
+        outcome = "**blocked**" if e.outcome == "blocked" else e.outcome
+        lines.append(f"| {e.operation} | {e.technique} | {outcome} | {e.mechanism} | {e.reason} | `{e.test}` |")
+    return "\n".join(lines) + "\n"
+
+
+def _replace(text: str, begin: str, body: str) -> str:
     try:
-        head, rest = text.split(BEGIN, 1)
+        head, rest = text.split(begin, 1)
         _, tail = rest.split(END, 1)
     except ValueError:
-        raise SystemExit(f"{DOC}: the generated-section markers are missing") from None
-    return head + BEGIN + render_markdown() + END + tail
+        raise SystemExit(f"{DOC}: the generated-section markers {begin.strip()} are missing") from None
+    return head + begin + body + END + tail
+
+
+def regenerate(text: str) -> str:
+    return _replace(_replace(text, BEGIN, render_markdown()), BEGIN_EVASIONS, render_evasions())
 
 
 def main() -> int:

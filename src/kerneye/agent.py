@@ -9,6 +9,7 @@ The process cache and event cache are touched only by the main thread.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -39,7 +40,7 @@ from .sensors import exec as exec_sensor
 from .sensors.base import Sensor, SensorManager
 from .enforce.manager import EnforcementManager, Installed, PolicyEntry, Verdict, render_args
 from .enforce.rules import errno_name
-from .process.identity import exec_id
+from .process.identity import exec_id, rfc3339
 from .process.model import unknown_process
 from .sensors.generic import PolicyManager
 
@@ -376,7 +377,18 @@ class Agent:
         if inst.rule.where:
             enf["rule"] = inst.rule.where
         extra["enforcement"] = enf
-        self.emit(Event(r.kind, proc, parent, v.time_ns, self.cfg.node_name, extra=extra, ancestors=ancestors))
+        # the process record policy events carry: lean unless --policy-events-full-process
+        pj = (lambda p: p.json()) if self.cfg.policy_events_full_process else (lambda p: p.json_lean())
+        parts = ['{"', r.kind, '":{"process":', pj(proc)]
+        if parent is not None:
+            parts += [',"parent":', pj(parent)]
+        if ancestors:
+            parts += [',"ancestors":[', ",".join(pj(a) for a in ancestors), "]"]
+        for k, val in extra.items():
+            parts += [',"', k, '":', json.dumps(val, separators=(",", ":"), ensure_ascii=False)]
+        parts += ['},"node_name":', json.dumps(self.cfg.node_name), ',"time":"', rfc3339(v.time_ns), '"}']
+        self.emit(Event(r.kind, proc, parent, v.time_ns, self.cfg.node_name, extra=extra, ancestors=ancestors,
+                        _json="".join(parts)))
         return True
 
     def emit(self, ev: Event) -> None:

@@ -230,6 +230,14 @@ def encode_compact(event: dict[str, Any], color: bool = False) -> str | None:
         return None
     render, colour = entry
     emoji, label, details = render(body)
+    enf = body.get("enforcement")
+    if isinstance(enf, Mapping):
+        # a decision of the enforcement back ends: what happened first
+        denied = enf.get("verdict") == "denied"
+        emoji, label = ("🛑", "denied") if denied else ("⚠️", "would deny")
+        colour = _RED if denied else _YELLOW
+        details = [str(enf.get("operation") or ""), *_render_args(body.get("args")),
+                   f"({enf.get('mechanism', '')}{', ' + str(enf['errno']) if denied and enf.get('errno') else ''})"]
 
     process = body.get("process")
     if not isinstance(process, Mapping):
