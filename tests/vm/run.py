@@ -138,7 +138,10 @@ mount -t tmpfs run /run
 mount -t bpf bpf /sys/fs/bpf
 mount -t securityfs securityfs /sys/kernel/security
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || mount -t debugfs debugfs /sys/kernel/debug
-mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# the kernel tests use /sys/fs/cgroup/unified (this host's hybrid layout); a
+# tmpfs on /sys/fs/cgroup gives the mount point a place to live
+mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup && mkdir /sys/fs/cgroup/unified
+mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp LANG=C.UTF-8
 export PYTHONDONTWRITEBYTECODE=1 KERNEYE_IN_VM=1
 echo "kerneye-vm: stage2 up: $(uname -r) lsm=$(cat /sys/kernel/security/lsm)"
