@@ -183,6 +183,35 @@ def test_policy_counters(agent: MetricsAgent, tdir: str) -> None:
     assert val(s, "kerneye_bpf_map_entries", map="kerneye_hooks") == hooks_before
 
 
+def test_enforcement_metrics(agent: MetricsAgent, tdir: str) -> None:
+    name = f"mt-enf-{uuid.uuid4().hex[:6]}"
+    secret = os.path.join(tdir, "secret")
+    with open(secret, "w") as fh:
+        fh.write("x\n")
+    f = os.path.join(tdir, "e.yaml")
+    with open(f, "w") as fh:
+        yaml.safe_dump({"apiVersion": "kerneye.io/v1alpha1", "kind": "EnforcementPolicy", "metadata": {"name": name},
+                        "spec": {"files": [{"paths": [secret]}]}}, fh)
+    r = tp(agent, "add", f)
+    assert r.returncode == 0, r.stderr
+    try:
+        assert subprocess.run([CAT, secret], capture_output=True).returncode == 1
+        assert tp(agent, "set-mode", name, "monitor").returncode == 0
+        assert subprocess.run([CAT, secret], capture_output=True).returncode == 0
+        agent.wait_for(lambda e: (e.get("process_lsm") or {}).get("policy_name") == name, count=2, timeout=15)
+        s = agent.scrape()
+        assert val(s, "kerneye_enforcement_decisions_total", policy=name, verdict="denied") == 1
+        assert val(s, "kerneye_enforcement_decisions_total", policy=name, verdict="would_deny") == 1
+        assert val(s, "kerneye_enforcement_rules", mechanism="fanotify") >= 1
+        assert val(s, "kerneye_enforcement_mechanism_available", mechanism="fanotify") == 1
+        assert val(s, "kerneye_enforcement_mechanism_available", mechanism="cgroup-bpf") == 1
+        assert val(s, "kerneye_events_total", type="process_lsm") >= 2
+    finally:
+        r = tp(agent, "delete", name)
+    assert r.returncode == 0, r.stderr
+    assert not [k for k in series(agent.scrape(), "kerneye_enforcement_decisions_total") if ("policy", name) in k]
+
+
 def test_metrics_endpoint_stops_with_the_agent() -> None:
     d = tempfile.mkdtemp(prefix="kerneye-metrics-stop-")
     a = MetricsAgent(d).start()

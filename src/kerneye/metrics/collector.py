@@ -129,6 +129,20 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("kerneye_policy_events_lost_total", "counter",
                "Policy events the BPF program could not write because the ring buffer was full.", (_POLICY,)),
     MetricSpec("kerneye_policy_hooks", "gauge", "Installed policy hooks, by kind.", (("kind", L.HOOK_KINDS),)),
+    # enforcement
+    MetricSpec("kerneye_enforcement_mechanism_available", "gauge",
+               "1 if the enforcement mechanism is usable on this kernel, 0 if not (probed at the first policy "
+               "that needs enforcement; absent before).",
+               (("mechanism", L.ENFORCE_MECHANISMS),)),
+    MetricSpec("kerneye_enforcement_rules", "gauge",
+               "Enforcement rules installed, by the mechanism holding them (a rule held by two back ends counts "
+               "in both).",
+               (("mechanism", L.ENFORCE_MECHANISMS),)),
+    MetricSpec("kerneye_enforcement_decisions_total", "counter",
+               "Operations an enforcement rule matched: denied (the operation failed) or would_deny (monitor "
+               "mode), by policy.",
+               (("policy", "one value per loaded policy with enforcement rules"),
+                ("verdict", L.ENFORCE_VERDICTS))),
     # BPF
     MetricSpec("kerneye_bpf_errors_total", "counter",
                "Error and loss counters kept by the BPF programs (kerneye_stats map).",
@@ -198,7 +212,7 @@ class AgentCollector(Collector):
             fams["kerneye_build_info"].add_metric([__version__], 1)
             if not self._closed:
                 for section in (self._events, self._lost, self._observer, self._ringbuf, self._caches,
-                                self._policies, self._bpf, self._sensors):
+                                self._policies, self._enforcement, self._bpf, self._sensors):
                     try:
                         section(fams)
                     except Exception:  # noqa: BLE001 - a partial scrape beats none
@@ -320,6 +334,25 @@ class AgentCollector(Collector):
                     kinds[k] += 1
         for k, n in kinds.items():
             f["kerneye_policy_hooks"].add_metric([k], n)
+
+    def _enforcement(self, f: dict[str, Any]) -> None:
+        em = getattr(self.agent, "enforcement", None)
+        if em is None:
+            return
+        if em.mechanisms is not None:
+            for m in L.ENFORCE_MECHANISMS:
+                if m in em.mechanisms:
+                    f["kerneye_enforcement_mechanism_available"].add_metric([m], 1 if em.mechanisms[m] is None else 0)
+        rules = dict.fromkeys(L.ENFORCE_MECHANISMS, 0)
+        for p in em.list():
+            for r in p["rules"]:
+                for m in r["mechanism"].split("+"):
+                    if m in rules:
+                        rules[m] += 1
+            f["kerneye_enforcement_decisions_total"].add_metric([p["name"], "denied"], p["ndenied"])
+            f["kerneye_enforcement_decisions_total"].add_metric([p["name"], "would_deny"], p["nmonitored"])
+        for m, n in rules.items():
+            f["kerneye_enforcement_rules"].add_metric([m], n)
 
     def _bpf(self, f: dict[str, Any]) -> None:
         a = self.agent

@@ -47,6 +47,8 @@ POLICY_ACTION_KEYS: dict[str, str] = {"posted": "npost", "enforced": "nenforce",
 # kerneye_policy_state{state}, kerneye_policy_mode{mode}
 POLICY_STATES: tuple[str, ...] = ("enabled", "disabled", "error")
 POLICY_MODES: tuple[str, ...] = ("monitor", "enforce")
+ENFORCE_MECHANISMS: tuple[str, ...] = ("bpf-lsm", "fanotify", "cgroup-bpf", "signal")
+ENFORCE_VERDICTS: tuple[str, ...] = ("denied", "would_deny")
 
 # kerneye_policy_hooks{kind}: enum gen_hook_kind, indexed by its value
 HOOK_KINDS: tuple[str, ...] = ("syscall", "tracepoint", "uprobe")
