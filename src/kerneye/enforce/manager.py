@@ -25,6 +25,7 @@ import errno as _errno
 import logging
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -103,6 +104,7 @@ class Adapter:
     """One back end. Subclasses implement _start, install, remove, poll."""
 
     key = ""
+    enf: Any = None  # the back end's enforcer object, once started
 
     def __init__(self, mgr: "EnforcementManager") -> None:
         self.mgr = mgr
@@ -140,7 +142,13 @@ class Adapter:
     def _start(self) -> None: ...
     def _close(self) -> None: ...
     def install(self, inst: Installed, mode: str) -> None: ...
-    def remove(self, inst: Installed) -> None: ...
+
+    def remove(self, inst: Installed) -> None:
+        """Single-enforcer adapters (self.enf) drop their rules by id."""
+        for bid in inst.backend_ids:
+            self.enf.remove_rule(bid)
+        inst.backend_ids.clear()
+
     def poll(self, timeout_s: float) -> list[Verdict]: return []
     def supports(self, rule: Rule) -> str | None:
         """None if this adapter can enforce rule, else why not."""
@@ -198,20 +206,10 @@ class FanotifyAdapter(Adapter):
             allowed = list(r.paths)
             if r.binaries:
                 raise EnforcementError(f"{r.where}: an exec allow list for chosen callers needs BPF-LSM")
-            seen: set[int] = set()
             for m in r.mounts or exec_mounts():
-                dev = os.stat(m).st_dev
-                if dev in seen:
-                    continue
-                seen.add(dev)
                 bid = self.mgr.new_backend_id(inst)
                 self.enf.exec_allowlist(bid, m, allowed, mode)
                 inst.backend_ids.append(bid)
-
-    def remove(self, inst: Installed) -> None:
-        for bid in inst.backend_ids:
-            self.enf.remove_rule(bid)
-        inst.backend_ids.clear()
 
     def poll(self, timeout_s: float) -> list[Verdict]:
         out = []
@@ -443,11 +441,6 @@ class LsmAdapter(Adapter):
         elif r.op == "protect":
             self.enf.protect_files(bid, paths, **kw)
         inst.backend_ids.append(bid)
-
-    def remove(self, inst: Installed) -> None:
-        for bid in inst.backend_ids:
-            self.enf.remove_rule(bid)
-        inst.backend_ids.clear()
 
     def poll(self, timeout_s: float) -> list[Verdict]:
         out = []
@@ -689,24 +682,22 @@ class EnforcementManager:
                                 pass
 
 
-#: filesystems nothing is executed from (or that fanotify cannot mark)
-PSEUDO_FS = {"proc", "sysfs", "cgroup", "cgroup2", "bpf", "tracefs", "debugfs", "securityfs", "devpts", "mqueue",
-             "pstore", "configfs", "fusectl", "hugetlbfs", "autofs", "binfmt_misc", "efivarfs", "nsfs", "rpc_pipefs",
-             "selinuxfs", "devtmpfs"}
-
-
 def exec_mounts() -> list[str]:
-    """Mount points programs can be executed from: not noexec, not pseudo."""
-    out = []
+    """Every mount point programs can be executed from (not noexec, not a
+    pseudo filesystem): an allow list marks each, so a bind mount of an
+    allowed filesystem is covered too."""
+    from .fanotify import PSEUDO_FS
+
+    out: dict[str, None] = {}
     with open("/proc/self/mountinfo") as f:
         for ln in f:
             pre, _, post = ln.partition(" - ")
             fields = pre.split()
             fstype = post.split()[0] if post else ""
-            if fstype in PSEUDO_FS or "noexec" in fields[5].split(","):
+            if len(fields) < 6 or fstype in PSEUDO_FS or fstype == "devtmpfs" or "noexec" in fields[5].split(","):
                 continue
-            out.append(fields[4].replace("\\040", " "))
-    return out
+            out[re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])] = None
+    return list(out)
 
 
 def _cgroup2_root() -> str:
