@@ -296,6 +296,7 @@ class FileRule:
     sha256: str | None = None  # exec rules matching on content
     bin_keys: frozenset[Key] = field(default=frozenset(), repr=False)
     bin_paths: frozenset[str] = field(default=frozenset(), repr=False)
+    cgroups: tuple[str, ...] | None = None  # None: any process; else cgroup-v2 paths (and below)
 
 
 @dataclass
@@ -310,6 +311,17 @@ class ExecAllowlist:
     dev: int = 0
     digests: set[str] = field(default_factory=set)
     mnt_id: int = 0
+    # qualifiers: the list binds only these callers (then nothing is cached:
+    # an ignore mark would allow the file for every caller)
+    binaries: tuple[str, ...] | None = None
+    binaries_not: bool = False
+    bin_keys: frozenset[Key] = field(default=frozenset(), repr=False)
+    bin_paths: frozenset[str] = field(default=frozenset(), repr=False)
+    cgroups: tuple[str, ...] | None = None
+
+    @property
+    def qualified(self) -> bool:
+        return self.binaries is not None or self.cgroups is not None
 
 
 @dataclass
@@ -569,7 +581,8 @@ class FanotifyEnforcer:
 
     def deny_open(self, rule_id: int, path: str, mode: str | None = None, *,
                   binaries: Iterable[str] | None = None, binaries_not: bool = False,
-                  write_only: bool = False, recursive: bool = False) -> FileRule:
+                  write_only: bool = False, recursive: bool = False,
+                  cgroups: Iterable[str] | None = None) -> FileRule:
         """Deny opening path (a file, the files directly in a directory, or
         with recursive=True every file under a directory).
 
@@ -577,12 +590,16 @@ class FanotifyEnforcer:
         of these (binaries_not=True: is not one of these). write_only: only
         opens with O_WRONLY, O_RDWR, O_CREAT or O_TRUNC are denied; an open
         whose flags are unknown (io_uring, kernel-internal opens) is taken
-        as a write (fails closed)."""
-        return self._add_file_rule(rule_id, path, ("open",), mode, binaries, binaries_not, write_only, recursive)
+        as a write (fails closed). cgroups: only processes in these cgroup-v2
+        directories (paths as in /proc/PID/cgroup, e.g. "/system.slice/x",
+        or under /sys/fs/cgroup...) or below them."""
+        return self._add_file_rule(rule_id, path, ("open",), mode, binaries, binaries_not, write_only, recursive,
+                                   cgroups=cgroups)
 
     def deny_exec(self, rule_id: int, path: str, mode: str | None = None, *,
                   binaries: Iterable[str] | None = None, binaries_not: bool = False,
-                  match_content: bool = False, recursive: bool = False) -> FileRule:
+                  match_content: bool = False, recursive: bool = False,
+                  cgroups: Iterable[str] | None = None) -> FileRule:
         """Deny executing path (by inode). match_content=True also denies any
         file with the same content (a copy), hashed now. binaries: only when
         the image calling execve is one of these (see deny_open)."""
@@ -592,10 +609,11 @@ class FanotifyEnforcer:
                 raise FanotifyError(f"{path} is a directory; match_content needs a file")
             digest = _sha256_file(path)
         return self._add_file_rule(rule_id, path, ("exec",), mode, binaries, binaries_not, False, recursive,
-                                   digest)
+                                   digest, cgroups)
 
     def deny_exec_sha256(self, rule_id: int, hexdigest: str, mode: str | None = None, *,
-                         binaries: Iterable[str] | None = None, binaries_not: bool = False) -> FileRule:
+                         binaries: Iterable[str] | None = None, binaries_not: bool = False,
+                         cgroups: Iterable[str] | None = None) -> FileRule:
         """Deny executing any file whose content has this sha256, wherever it is."""
         digest = hexdigest.lower().removeprefix("sha256:")
         if not _HEX64.fullmatch(digest):
@@ -604,7 +622,8 @@ class FanotifyEnforcer:
         self._need_started()
         bk, bp = self._resolve_binaries(binaries)
         rule = FileRule(rule_id, "", ("exec",), mode, binaries=tuple(binaries) if binaries is not None else None,
-                        binaries_not=binaries_not, sha256=digest, bin_keys=bk, bin_paths=bp)
+                        binaries_not=binaries_not, sha256=digest, bin_keys=bk, bin_paths=bp,
+                        cgroups=_cgroup_paths(cgroups))
         with self._lock:
             self._remove_locked(rule_id)
             self._rules[rule_id] = rule
@@ -612,10 +631,13 @@ class FanotifyEnforcer:
         return rule
 
     def exec_allowlist(self, rule_id: int, mount: str, allowed: Iterable[str],
-                       mode: str | None = None) -> ExecAllowlist:
+                       mode: str | None = None, *, binaries: Iterable[str] | None = None,
+                       binaries_not: bool = False, cgroups: Iterable[str] | None = None) -> ExecAllowlist:
         """Only the listed files (by inode) or contents ("sha256:<hex>") may
         be executed from the mount that holds `mount`. Replaces an allowlist
-        with the same id."""
+        with the same id. binaries / cgroups: the list binds only callers
+        running these executables (or not, binaries_not) / in these cgroups;
+        an empty `allowed` then means these callers may execute nothing."""
         self._check_mode(mode)
         self._need_started()
         keys: set[Key] = set()
@@ -628,8 +650,19 @@ class FanotifyEnforcer:
                 digests.add(d)
             else:
                 keys.add(_key(_stat(p, f"rule {rule_id}")))
+                # execve opens the ELF interpreter for exec too (FAN_OPEN_EXEC_PERM):
+                # a dynamically linked binary is allowed with its loader
+                interp = elf_interpreter(p)
+                if interp:
+                    try:
+                        keys.add(_key(os.stat(interp)))
+                    except OSError:
+                        pass
         st = _stat(mount, f"rule {rule_id}")
-        al = ExecAllowlist(rule_id, mount, keys, mode, st.st_dev, digests, mount_id(path=mount))
+        bins = tuple(binaries) if binaries is not None else None
+        bk, bp = self._resolve_binaries(bins)
+        al = ExecAllowlist(rule_id, mount, keys, mode, st.st_dev, digests, mount_id(path=mount), bins, binaries_not,
+                           bk, bp, _cgroup_paths(cgroups))
         with self._lock:
             self._remove_locked(rule_id)
             assert self._exec is not None
@@ -699,7 +732,7 @@ class FanotifyEnforcer:
 
     def _add_file_rule(self, rule_id: int, path: str, ops: tuple[str, ...], mode: str | None,
                        binaries: Iterable[str] | None, binaries_not: bool, write_only: bool, recursive: bool,
-                       digest: str | None = None) -> FileRule:
+                       digest: str | None = None, cgroups: Iterable[str] | None = None) -> FileRule:
         self._check_mode(mode)
         self._need_started()
         st = _stat(path, f"rule {rule_id}")  # follows symlinks, as fanotify_mark does
@@ -711,7 +744,7 @@ class FanotifyEnforcer:
         bins = tuple(binaries) if binaries is not None else None
         bk, bp = self._resolve_binaries(bins)
         rule = FileRule(rule_id, path, ops, mode, _key(st), is_dir, bins, binaries_not, write_only, recursive,
-                        digest, bk, bp)
+                        digest, bk, bp, _cgroup_paths(cgroups))
         if recursive:
             return self._add_tree_rule(rule)
         with self._lock:
@@ -1117,9 +1150,13 @@ class FanotifyEnforcer:
                 return r
         return applicable[0] if applicable else None
 
-    def _applies(self, r: FileRule, ctx: "_Ctx") -> bool:
+    def _applies(self, r: FileRule | ExecAllowlist, ctx: "_Ctx") -> bool:
+        if r.cgroups is not None and not ctx.in_cgroups(r.cgroups):
+            return False
         if r.binaries is not None and ctx.exe_matches(r) == r.binaries_not:
             return False
+        if isinstance(r, ExecAllowlist):
+            return True
         if r.write_only and not self._is_write(ctx):
             return False
         return True
@@ -1165,6 +1202,9 @@ class FanotifyEnforcer:
                 mnt = mount_id(fd=ev.fd)
                 lists = [a for a in self._allowlists.values() if (a.mnt_id == mnt if mnt and a.mnt_id
                                                                    else a.dev == key[0])]
+                if any(a.qualified for a in lists):
+                    cacheable = False  # allowed for this caller is not allowed for every caller
+                    lists = [a for a in lists if not a.qualified or self._applies(a, ctx)]
                 if lists:
                     ok = any(key in a.allowed for a in lists)
                     if not ok and any(a.digests for a in lists):
@@ -1173,7 +1213,8 @@ class FanotifyEnforcer:
                         ok = ctx.digest is not None and any(ctx.digest in a.digests for a in lists)
                     if not ok:
                         return self._verdict(lists[0], "exec", "allowlist", key)
-                    self._cache(g, ev)
+                    if cacheable:
+                        self._cache(g, ev)
                     return FAN_ALLOW, (lists[0].id, "exec", False, "allowlist", key)
             if cacheable:
                 self._cache(g, ev)
@@ -1297,6 +1338,7 @@ class _Ctx:
         self.digest: str | None = None
         self._exe_key: Key | None = None
         self._exe_path: str | None = None
+        self._cgroup: str | None = None
 
     def exe_key(self) -> Key | None:
         if self._exe_key is None:
@@ -1315,7 +1357,26 @@ class _Ctx:
                 self._exe_path = ""
         return self._exe_path
 
-    def exe_matches(self, r: FileRule) -> bool:
+    def cgroup(self) -> str:
+        """The process's cgroup-v2 path ("0::" line of /proc/PID/cgroup; a
+        procfs read, which no mark covers). "" if the process is gone."""
+        if self._cgroup is None:
+            self._cgroup = ""
+            try:
+                with open(f"/proc/{self.pid}/cgroup") as f:
+                    for ln in f:
+                        if ln.startswith("0::"):
+                            self._cgroup = ln[3:].strip()
+                            break
+            except OSError:
+                pass
+        return self._cgroup
+
+    def in_cgroups(self, cgroups: tuple[str, ...]) -> bool:
+        cg = self.cgroup()
+        return bool(cg) and any(cg == c or cg.startswith(c.rstrip("/") + "/") or c == "/" for c in cgroups)
+
+    def exe_matches(self, r: FileRule | ExecAllowlist) -> bool:
         """Is the opener's executable one of r's binaries? By inode first
         (resolved when the rule was added), else by path (a binary replaced
         by an upgrade). Unknown (the process is gone) is "not listed"."""
@@ -1324,6 +1385,48 @@ class _Ctx:
             return True
         p = self.exe_path()
         return bool(p) and p in r.bin_paths
+
+
+def elf_interpreter(path: str) -> str | None:
+    """The PT_INTERP path of a 64-bit little-endian ELF executable (its
+    dynamic loader), or None (static binary, script, not ELF)."""
+    try:
+        with open(path, "rb") as f:
+            hdr = f.read(64)
+            if len(hdr) < 64 or hdr[:4] != b"\x7fELF" or hdr[4] != 2 or hdr[5] != 1:
+                return None
+            phoff, = struct.unpack_from("<Q", hdr, 32)
+            phentsize, phnum = struct.unpack_from("<HH", hdr, 54)
+            f.seek(phoff)
+            ph = f.read(phentsize * min(phnum, 64))
+            for i in range(min(phnum, 64)):
+                p_type, = struct.unpack_from("<I", ph, i * phentsize)
+                if p_type == 3:  # PT_INTERP
+                    off, = struct.unpack_from("<Q", ph, i * phentsize + 8)
+                    size, = struct.unpack_from("<Q", ph, i * phentsize + 32)
+                    f.seek(off)
+                    return f.read(min(size, 4096)).rstrip(b"\0").decode(errors="replace") or None
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def _cgroup_paths(cgroups: Iterable[str] | None) -> tuple[str, ...] | None:
+    """cgroup-v2 directories as /proc/PID/cgroup names them: a path under a
+    mounted cgroup2 hierarchy (/sys/fs/cgroup/unified/x) becomes /x."""
+    if cgroups is None:
+        return None
+    roots = [ln.split()[1] for ln in open("/proc/self/mounts") if ln.split()[2:3] == ["cgroup2"]]
+    out = []
+    for c in cgroups:
+        for r in roots:
+            if c == r or c.startswith(r.rstrip("/") + "/"):
+                c = "/" + c[len(r):].strip("/")
+                break
+        out.append(c if c.startswith("/") else "/" + c)
+    if not out:
+        raise FanotifyError("cgroups is empty; give at least one cgroup or leave it out")
+    return tuple(out)
 
 
 def _stat(path: str, what: str) -> os.stat_result:

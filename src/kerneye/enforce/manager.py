@@ -168,9 +168,6 @@ class FanotifyAdapter(Adapter):
         self.enf.close()
 
     def supports(self, rule: Rule) -> str | None:
-        if rule.scope:
-            return ("fanotify marks are host-wide: file and exec rules can be scoped to containers only with "
-                    "BPF-LSM; drop spec.scope for this rule")
         if rule.op not in ("open", "write", "exec"):
             return f"fanotify sees file opens and execs, not {rule.op}"
         return None
@@ -181,6 +178,8 @@ class FanotifyAdapter(Adapter):
         if r.binaries:
             kw["binaries"] = list(r.binaries)
             kw["binaries_not"] = r.binaries_not
+        if r.scope:  # marks are host-wide; the responder checks the caller's cgroup
+            kw["cgroups"] = self.mgr.cgroups_of(r)
         for p in (r.paths if not (r.op == "exec" and r.action == "allow") else ()):
             bid = self.mgr.new_backend_id(inst)
             if r.op in ("open", "write"):
@@ -204,11 +203,9 @@ class FanotifyAdapter(Adapter):
             inst.backend_ids.append(bid)
         if r.op == "exec" and r.action == "allow":
             allowed = list(r.paths)
-            if r.binaries:
-                raise EnforcementError(f"{r.where}: an exec allow list for chosen callers needs BPF-LSM")
             for m in r.mounts or exec_mounts():
                 bid = self.mgr.new_backend_id(inst)
-                self.enf.exec_allowlist(bid, m, allowed, mode)
+                self.enf.exec_allowlist(bid, m, allowed, mode, **kw)
                 inst.backend_ids.append(bid)
 
     def poll(self, timeout_s: float) -> list[Verdict]:

@@ -234,6 +234,9 @@ def _path_rules(op: str, by_what: dict[str, list[ArgFilter]], base: dict, call: 
             raise _err(f.loc, "unsupported-filter",
                        f"{f.operator} on a path with Override: use Equal or Prefix (a directory)"
                        + ("; NotEqual/NotPrefix turns an exec hook into an allow list" if op == "exec" else ""))
+    if not paths and op == "exec" and base["binaries"]:
+        # Override on exec for chosen callers, whatever they run: an empty allow list for them
+        return [Rule("exec", action="allow", paths=(), **base)]
     if not paths and op != "protect":
         raise _err(s.loc, "unsupported-filter",
                    f"an Override selector on {call} needs a matchArgs path filter (Equal or Prefix): without one "

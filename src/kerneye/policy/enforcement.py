@@ -172,7 +172,11 @@ class _EWalker(_Walker):
                         vals.append(v.lower())
                     elif self.abs_path(v, n, f"spec.exec.{act}"):
                         vals.append(v)
-                if vals:
+                if act == "allow" and act in e and not vals and not (bins or scope):
+                    self.err("bad-value", e[act][1], f"spec.exec.{act}",
+                             "an empty allow list would stop every exec on the host; give binaries (the callers "
+                             "it binds) or a scope, or list what may run")
+                if vals or (act == "allow" and act in e and (bins or scope)):
                     rule("exec", f"spec.exec.{act}", action=act, paths=tuple(vals), binaries=bins, binaries_not=bnot,
                          mounts=mounts if act == "allow" else ())
         for i, fnode in enumerate(self.seq(s["files"][1], "spec.files", "files") or [] if "files" in s else []):
