@@ -5,9 +5,16 @@ selectors take `Override`, and kerneye EnforcementPolicies — and real
 processes (cat, enftrig, copies of /bin/true) try the operations. Each test
 asserts the errno the process got, the event the agent exported
 (`action: KPROBE_ACTION_OVERRIDE`, the `enforcement` block) and that
-deleting the policy lifts the block. On this kernel (no BPF-LSM) files and
-exec go to fanotify and the network to cgroup BPF; the BPF-LSM back end is
-tested in a VM (tests/kernel/test_vm_lsm.py).
+deleting the policy lifts the block.
+
+The same file runs on two kinds of kernel, and the assertions follow the
+back end the manager picks there (`expect()`): without BPF-LSM (this host)
+files and exec go to fanotify; with it (the qemu VM of
+tests/kernel/test_vm_lsm.py, which runs this file too) plain-file rules,
+exec deny/allow lists without `mounts:` and raw sockets go to BPF-LSM,
+directory trees and exec-by-content stay with fanotify; the network, sysctls
+and devices go to cgroup BPF on both. Tests of one back end's property say
+so and skip elsewhere with the reason.
 
 Network rules use 127.0.0.0/8 addresses nothing else on the host uses, or
 are scoped to a cgroup the test creates; the agent's death tests run their
@@ -25,13 +32,16 @@ import subprocess
 import tempfile
 import textwrap
 import time
+import sys
 import uuid
+from functools import lru_cache
 from typing import Any, Callable, Iterator
 
 import pytest
 import yaml
 
 from agentctl import AgentProc, env, kerneye_cmd
+from kerneye.enforce.lsm import LsmEnforcer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENFTRIG = os.path.join(ROOT, "tests", "progs", ".output", "enftrig")
@@ -50,6 +60,31 @@ pytestmark = [
 
 # --- helpers -------------------------------------------------------------------
 
+@lru_cache(maxsize=None)
+def lsm_reason() -> str | None:
+    """None if BPF-LSM enforcement works on this kernel, else why not."""
+    return LsmEnforcer.available()
+
+
+def expect(op: str) -> str:
+    """The mechanism the manager picks here for a rule of kind op, as the
+    policy list shows it: open (one file), exec-deny, exec-allow (no
+    mounts:), exec-allow-mounts, tree (a directory), raw-socket (unscoped),
+    connect, sysctl, device."""
+    lsm = lsm_reason() is None
+    return {"open": "bpf-lsm" if lsm else "fanotify",
+            # BPF-LSM by inode, plus fanotify for copies (content)
+            "exec-deny": "bpf-lsm+fanotify" if lsm else "fanotify",
+            "exec-allow": "bpf-lsm" if lsm else "fanotify",
+            "exec-allow-mounts": "fanotify", "tree": "fanotify",
+            "raw-socket": "bpf-lsm" if lsm else "cgroup-bpf",
+            "connect": "cgroup-bpf", "sysctl": "cgroup-bpf", "device": "cgroup-bpf"}[op]
+
+
+needs_lsm = pytest.mark.skipif(lsm_reason() is not None,
+                               reason=f"BPF-LSM back end only (runs in the qemu VM of test_vm_lsm.py): {lsm_reason()}")
+
+
 def tp(agent: AgentProc, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(kerneye_cmd("tracingpolicy", *args, "--socket", agent.socket), env=env(),
                           capture_output=True, text=True, timeout=60)
@@ -59,6 +94,11 @@ def listed(agent: AgentProc) -> dict[str, dict[str, Any]]:
     r = tp(agent, "list", "-o", "json")
     assert r.returncode == 0, r.stderr
     return {p["name"]: p for p in json.loads(r.stdout)["policies"]}
+
+
+def mechanisms(agent: AgentProc, name: str) -> dict[str, str]:
+    """rule (spec.files[0], ...) -> mechanism(s) the agent chose for it."""
+    return {x["where"]: x["mechanism"] for x in listed(agent)[name]["enforcement"]}
 
 
 def add(agent: AgentProc, d: str, doc: dict[str, Any] | str, *extra: str, check: bool = True
@@ -188,6 +228,7 @@ def test_enforcement_policy_denies_open_reports_and_lets_go(agent: AgentProc, wo
         with open(p, "w") as f:
             f.write("x\n")
     add(agent, work, enforcement_policy(name, {"files": [{"paths": [secret]}]}))
+    mech = expect("open")
     r = cat(secret)
     assert r.returncode == 1 and "Operation not permitted" in r.stderr, r
     assert cat(other).returncode == 0
@@ -195,13 +236,13 @@ def test_enforcement_policy_denies_open_reports_and_lets_go(agent: AgentProc, wo
     assert d["function_name"] == "file_open"
     assert d["args"] == [{"file_arg": {"path": secret}}]
     assert d["action"] == "KPROBE_ACTION_OVERRIDE"
-    assert d["enforcement"] == {"operation": "open", "mechanism": "fanotify", "mode": "enforce",
+    assert d["enforcement"] == {"operation": "open", "mechanism": mech, "mode": "enforce",
                                 "verdict": "denied", "errno": "EPERM", "rule": "spec.files[0]"}
     assert d["process"]["binary"].endswith("/cat")
     assert d["process"]["arguments"] == secret
     pol = listed(agent)[name]
     assert pol["kind"] == "EnforcementPolicy" and pol["nenforce"] >= 1
-    assert [(x["op"], x["mechanism"]) for x in pol["enforcement"]] == [("open", "fanotify")]
+    assert [(x["op"], x["mechanism"]) for x in pol["enforcement"]] == [("open", mech)]
     assert tp(agent, "delete", name).returncode == 0
     assert cat(secret).returncode == 0
     assert name not in listed(agent)
@@ -252,6 +293,8 @@ def test_override_on_sys_openat_is_enforced(agent: AgentProc, work: str, name: s
         assert d["args"][0]["label"] == "path"
     pol = listed(agent)[name]
     assert pol["kind"] == "TracingPolicy" and pol["hooks"] == []
+    # one file -> the strongest back end; a directory prefix -> fanotify (trees)
+    assert sorted(x["mechanism"] for x in pol["enforcement"]) == sorted([expect("open"), expect("tree")])
     # fanotify answers EPERM only: the EACCES of the second selector is reported, not silently changed
     assert any("EPERM, not EACCES" in w for w in pol["warnings"]), pol
 
@@ -317,6 +360,8 @@ def test_exec_deny_list_and_allow_list(agent: AgentProc, work: str, name: str) -
         for p in (a, b, c):
             unique_true(p)
         add(agent, work, enforcement_policy(name, {"exec": {"deny": [c], "allow": [a], "mounts": [mnt]}}))
+        mechs = mechanisms(agent, name)
+        assert mechs == {"spec.exec.deny": expect("exec-deny"), "spec.exec.allow": expect("exec-allow-mounts")}
         assert subprocess.run([a]).returncode == 0
         for p in (b, c):
             with pytest.raises(PermissionError):
@@ -325,6 +370,8 @@ def test_exec_deny_list_and_allow_list(agent: AgentProc, work: str, name: str) -
         assert {d["args"][0]["linux_binprm_arg"]["path"] for d in ds} == {b, c}
         assert {d["function_name"] for d in ds} == {"bprm_check_security"}
         assert {d["enforcement"]["rule"] for d in ds} == {"spec.exec.allow", "spec.exec.deny"}
+        for d in ds:  # events carry the back end that decided, one of the rule's
+            assert d["enforcement"]["mechanism"] in mechs[d["enforcement"]["rule"]].split("+"), d
         # /bin/true on the root mount is outside the allow list's mounts
         assert subprocess.run(["/bin/true"]).returncode == 0
         assert tp(agent, "delete", name).returncode == 0

@@ -144,6 +144,8 @@ mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup && mkdir /sys/fs/cgroup/unified
 mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp LANG=C.UTF-8
 export PYTHONDONTWRITEBYTECODE=1 KERNEYE_IN_VM=1
+# loopback up: network tests connect to 127.0.0.0/8 (a down lo gives ENETUNREACH)
+ip link set lo up 2>/dev/null || busybox ip link set lo up
 echo "kerneye-vm: stage2 up: $(uname -r) lsm=$(cat /sys/kernel/security/lsm)"
 cd {root}
 {cmd} > {out}/pytest.log 2>&1
