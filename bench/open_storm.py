@@ -105,10 +105,12 @@ def with_agent(work: str, name: str, policy: str, n: int, target: str) -> dict[s
     finally:
         agent.stop()
     exported = 0
+    # exactly the loop's opens of the target: the path as the argument, the loop as the process
+    arg = json.dumps({"string_arg": target}, separators=(",", ":")).encode()
+    binary = b'"binary":' + json.dumps(os.path.realpath(OPEN_LOOP)).encode()
     with open(agent.export, "rb") as f:
-        needle = target.encode()
         for line in f:
-            if b'"process_kprobe"' in line and needle in line:
+            if line.startswith(b'{"process_kprobe"') and arg in line and binary in line:
                 exported += 1
     lost = st["events"]["lost"]["ringbuf"] + st["events"]["lost"]["queue"]
     return {"time": dt, "exported": exported, "lost": lost, "cpu": cpu, "drain": drain}
