@@ -149,3 +149,29 @@ def test_empty_allow_list_without_callers_is_refused(agent: AgentProc, work: str
     r = tp(agent, "add", path)
     assert r.returncode == 1 and "would stop every exec on the host" in r.stderr, r.stderr
     assert f"{path}:" in r.stderr
+
+
+@pytest.mark.parametrize(("spec", "fragment"), [
+    ({"files": [{"paths": ["/nonexistent/kerneye-x"]}]}, "spec.files[0]: /nonexistent/kerneye-x does not exist"),
+    ({"files": [{"paths": ["/etc/hostname"], "binaries": ["/no/such/bin"]}]},
+     "spec.files[0]: binaries: /no/such/bin does not exist"),
+    ({"network": [{"cidrs": ["10.0.0.0/8"], "exceptBinaries": ["/nope"]}]},
+     "spec.network[0]: binaries: /nope does not exist"),
+    ({"scope": {"cgroups": ["/sys/fs/cgroup/unified/kerneye-nope"]}, "rawSockets": "deny"},
+     "spec.scope: /sys/fs/cgroup/unified/kerneye-nope is not a cgroup-v2 directory"),
+    ({"scope": {"containers": ["abcdef1234567890"]}, "rawSockets": "deny"},
+     "spec.scope: no cgroup under"),
+])
+def test_rules_that_cannot_be_installed_name_the_rule(agent: AgentProc, work: str, name: str, spec: dict,
+                                                       fragment: str) -> None:
+    path = os.path.join(work, "bad.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump({"apiVersion": "kerneye.io/v1alpha1", "kind": "EnforcementPolicy", "metadata": {"name": name},
+                        "spec": spec}, f)
+    r = tp(agent, "add", path)
+    assert r.returncode == 1, r
+    assert r.stderr.startswith(f"kerneye: error: {path}: ") and fragment in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert "rule 1" not in r.stderr
+    lst = tp(agent, "list", "-o", "json")
+    assert name not in lst.stdout

@@ -531,7 +531,7 @@ class EnforcementManager:
                 out.append(_container_cgroup(s[len("container:"):]))
             else:
                 if not os.path.isfile(os.path.join(s, "cgroup.procs")):
-                    raise EnforcementError(f"{rule.where}: {s} is not a cgroup-v2 directory")
+                    raise EnforcementError(f"spec.scope: {s} is not a cgroup-v2 directory")
                 out.append(s)
         return out
 
@@ -541,7 +541,18 @@ class EnforcementManager:
             if plan.policy in self.policies:
                 raise EnforcementError(f"a policy named {plan.policy} already enforces rules; delete it first")
             entry = PolicyEntry(plan.policy, plan.kind, plan.mode, plan.source, warnings=list(plan.warnings))
-            chosen = [(r, self.choose(r)) for r in plan.rules]  # refuse before touching anything
+            where = f"{plan.source}: " if plan.source and not plan.source.startswith("<") else ""
+            # refuse before touching anything
+            try:
+                for r in plan.rules:
+                    for b in r.binaries:  # a typo must not turn "only for X" into "for nobody"
+                        if not os.path.exists(b):
+                            raise EnforcementError(f"{r.where}: binaries: {b} does not exist; give the path of an "
+                                                   "executable")
+                chosen = [(r, self.choose(r)) for r in plan.rules]
+            except EnforcementError as e:
+                raise EnforcementError(f"{where}{e}") from None
+            r = plan.rules[0] if plan.rules else None
             try:
                 for r, mech in chosen:
                     if mech == "fanotify" and r.errno != _errno.EPERM:
@@ -557,8 +568,11 @@ class EnforcementManager:
                         self.adapter(m2).install(x, plan.mode)
             except BaseException as e:
                 self._uninstall(entry)
-                if isinstance(e, KerneyeError) and not isinstance(e, EnforcementError):
-                    raise EnforcementError(f"policy {plan.policy}: {e}") from None
+                if isinstance(e, KerneyeError):
+                    at = f"{r.where}: " if r is not None and r.where and not str(e).startswith(("spec.", r.where)) \
+                        else ""
+                    msg = re.sub(r"^rule \d+: ", "", str(e))  # back-end rule ids mean nothing to the user
+                    raise EnforcementError(f"{where}{at}{msg}") from None
                 raise
             for w in entry.warnings:
                 log.warning("policy %s: %s", plan.policy, w)
@@ -718,9 +732,10 @@ def _container_cgroup(cid: str) -> str:
         if len(hits) > 1:
             break
     if not hits:
-        raise EnforcementError(f"no cgroup under {root} belongs to container {cid} (is it running?)")
+        raise EnforcementError(f"spec.scope: no cgroup under {root} belongs to container {cid} (is it running?)")
     if len(hits) > 1:
-        raise EnforcementError(f"container id {cid} is ambiguous ({hits[0]}, {hits[1]}); give more digits")
+        raise EnforcementError(f"spec.scope: container id {cid} is ambiguous ({hits[0]}, {hits[1]}); give more "
+                               "digits")
     return hits[0]
 
 
