@@ -278,8 +278,14 @@ class Compiler:
         return CompiledPolicy(tp.name, pmode, hooks)
 
     def _unavailable(self, loc: Loc | None, path: str, backend: str, what: str) -> PolicyError:
-        reason = self.features.get(backend) or f"{backend} programs are unavailable"
-        return _err(loc, "unavailable-hook", f"{what} needs {backend} programs: {reason}")
+        reason = self.features.get(backend)
+        if reason is None and backend in self.features:
+            # the kernel has them; kerneye traces syscalls, tracepoints and uprobes only
+            return _err(loc, "unavailable-hook",
+                        f"{what}: tracing with {backend} programs is not implemented by kerneye (this kernel has "
+                        f"them); Override selectors on it are enforced, see docs/concepts/enforcement.md")
+        return _err(loc, "unavailable-hook", f"{what} needs {backend} programs: "
+                                             f"{reason or backend + ' programs are unavailable'}")
 
     # --- hooks -------------------------------------------------------------
     def _kprobe(self, kp: KProbeSpec, path: str, lists: dict[str, object] | None = None) -> list[HookC]:
