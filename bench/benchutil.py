@@ -95,3 +95,62 @@ def need_root() -> bool:
         print("bench: needs root", file=sys.stderr)
         return False
     return True
+
+
+# --- the scripts' common frame: options, start, result table, exit --------------
+
+import argparse  # noqa: E402
+
+
+def arg_parser(doc: str, quick_help: str, n_help: str) -> argparse.ArgumentParser:
+    """--quick, --n and --rounds (None when not given: see sized()); the
+    script adds its own options."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--n", type=int, default=None, help=n_help)
+    ap.add_argument("--rounds", type=int, default=None, help="rounds (default 5)")
+    return ap
+
+
+def sized(a: argparse.Namespace, value: int | None, quick: int, full: int) -> int:
+    """An option's value, else its --quick or its full default."""
+    return value or (quick if a.quick else full)
+
+
+def rounds(a: argparse.Namespace) -> int:
+    return sized(a, a.rounds, 3, 5)
+
+
+def start() -> bool:
+    """False (after saying so) unless root; then SIGTERM unwinds like Ctrl-C."""
+    if not need_root():
+        return False
+    sigterm_as_interrupt()
+    return True
+
+
+def ratio_rows(times: dict[str, list[float]], base: str, arms: Sequence[str], n: int, per_op: str = ".2f",
+               added: str = "+.3f") -> list[list[str]]:
+    """Table rows: arm, best seconds, per-operation microseconds (best run),
+    median ratio to the base arm and median added microseconds per operation."""
+    b = times[base]
+    rows = [[base, f"{min(b):.3f}", f"{min(b) / n * 1e6:{per_op}}", "1.000", "-"]]
+    for arm in arms:
+        t = times[arm]
+        rows.append([arm, f"{min(t):.3f}", f"{min(t) / n * 1e6:{per_op}}", f"{ratio_median(t, b):.3f}",
+                     f"{added_us(t, b, n):{added}}"])
+    return rows
+
+
+def rounded(xs: Sequence[float], digits: int = 4) -> list[float]:
+    return [round(x, digits) for x in xs]
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Run a script's main(): its return value is the exit status; an
+    interruption exits 130 once the finally blocks have cleaned up."""
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        print("bench: interrupted (cleaned up)", file=sys.stderr)
+        raise SystemExit(130)

@@ -20,7 +20,6 @@ Usage: bench/connect_storm.py [--quick] [--n 200000] [--rounds 5]   (root)
 """
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 import os
@@ -88,20 +87,16 @@ def rmdir_cgroup(cg: str) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="20000 connects x 3 rounds")
-    ap.add_argument("--n", type=int, default=None, help="connects per run (default 200000)")
-    ap.add_argument("--rounds", type=int, default=None, help="rounds (default 5)")
+    ap = bu.arg_parser(__doc__, "20000 connects x 3 rounds", "connects per run (default 200000)")
     ap.add_argument("--cgroup-root", default=DEFAULT_CGROUP, help="cgroup-v2 directory to create children in")
     a = ap.parse_args()
-    n = a.n or (20_000 if a.quick else 200_000)
-    rounds = a.rounds or (3 if a.quick else 5)
-    if not bu.need_root():
+    n = bu.sized(a, a.n, 20_000, 200_000)
+    rounds = bu.rounds(a)
+    if not bu.start():
         return 2
     if not os.path.exists(os.path.join(a.cgroup_root, "cgroup.procs")):
         print(f"bench: {a.cgroup_root} is not a cgroup-v2 directory; pass --cgroup-root", file=sys.stderr)
         return 2
-    bu.sigterm_as_interrupt()
     loop = bu.ensure_prog("bench/progs", "connect_loop")
     cgs = {arm: os.path.join(a.cgroup_root, f"kerneye-bench-{arm}-{os.getpid()}") for arm in ("base", "far", "near")}
     enforcers: list[CgroupNetEnforcer] = []
@@ -136,10 +131,7 @@ def main() -> int:
     base = times["base"]
     res = {arm: {"ratio": bu.ratio_median(times[arm], base), "added_us": bu.added_us(times[arm], base, n)}
            for arm in ("far", "near")}
-    rows = [["base", f"{min(base):.3f}", f"{min(base) / n * 1e6:.2f}", "1.000", "-"]]
-    for arm in ("far", "near"):
-        rows.append([arm, f"{min(times[arm]):.3f}", f"{min(times[arm]) / n * 1e6:.2f}",
-                     f"{res[arm]['ratio']:.3f}", f"{res[arm]['added_us']:+.3f}"])
+    rows = bu.ratio_rows(times, "base", ("far", "near"), n)
     print(f"connect storm: {n} x TCP connect+accept+close on 127.0.0.1, {rounds} interleaved rounds")
     print(bu.table(rows, ["arm", "best s", "us/connect", "ratio (median)", "added us/connect"]))
     far = res["far"]
@@ -148,9 +140,7 @@ def main() -> int:
           f"<= +{TARGET_US}: {bu.verdict(far['added_us'], TARGET_US)}")
     out = {
         "bench": "connect_storm", "n": n, "rounds": rounds,
-        "base_s": [round(x, 4) for x in base],
-        "far_s": [round(x, 4) for x in times["far"]],
-        "near_s": [round(x, 4) for x in times["near"]],
+        "base_s": bu.rounded(base), "far_s": bu.rounded(times["far"]), "near_s": bu.rounded(times["near"]),
         "base_us_per_connect": round(min(base) / n * 1e6, 3),
         "far_ratio": round(far["ratio"], 3), "far_added_us": round(far["added_us"], 3),
         "near_ratio": round(res["near"]["ratio"], 3), "near_added_us": round(res["near"]["added_us"], 3),
@@ -162,8 +152,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:
-        print("bench: interrupted (cleaned up)", file=sys.stderr)
-        raise SystemExit(130)
+    bu.run_main(main)

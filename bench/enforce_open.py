@@ -25,7 +25,6 @@ Usage: bench/enforce_open.py [--quick] [--n 1000000] [--n-marked 20000] [--round
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -123,21 +122,18 @@ def marked(loop: str, work: str, n: int, rounds: int, cpus: list[int]) -> dict[s
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="300000 unmarked / 2000 marked opens, 3 rounds")
-    ap.add_argument("--n", type=int, default=None, help="opens of the unmarked file per run (default 1000000)")
+    ap = bu.arg_parser(__doc__, "300000 unmarked / 2000 marked opens, 3 rounds",
+                       "opens of the unmarked file per run (default 1000000)")
     ap.add_argument("--n-marked", type=int, default=None, help="opens of the marked file per run (default 20000)")
-    ap.add_argument("--rounds", type=int, default=None, help="rounds (default 5)")
     a = ap.parse_args()
-    n = a.n or (300_000 if a.quick else 1_000_000)
-    nm = a.n_marked or (2_000 if a.quick else 20_000)
-    rounds = a.rounds or (3 if a.quick else 5)
-    if not bu.need_root():
+    n = bu.sized(a, a.n, 300_000, 1_000_000)
+    nm = bu.sized(a, a.n_marked, 2_000, 20_000)
+    rounds = bu.rounds(a)
+    if not bu.start():
         return 2
     if not shutil.which("taskset"):
         print("bench: needs taskset (apt-get install util-linux)", file=sys.stderr)
         return 2
-    bu.sigterm_as_interrupt()
     loop = bu.ensure_prog("tests/progs", "open_loop")
     cpus = sorted(os.sched_getaffinity(0))[:2]
     work = tempfile.mkdtemp(prefix="kerneye-bench-enforce-open-")
@@ -157,10 +153,7 @@ def main() -> int:
     added = bu.added_us(um["rules"], um["bare"], n)
     print(f"enforce open, part 1: {n} x open+close of an unmarked file, {N_DENIED} deny_open rules on other "
           f"files, {rounds} interleaved rounds")
-    rows = [["bare", f"{min(um['bare']):.3f}", f"{min(um['bare']) / n * 1e6:.3f}", "1.000", "-"]]
-    for arm in [k for k in um if k != "bare"]:
-        rows.append([arm, f"{min(um[arm]):.3f}", f"{min(um[arm]) / n * 1e6:.3f}",
-                     f"{bu.ratio_median(um[arm], um['bare']):.3f}", f"{bu.added_us(um[arm], um['bare'], n):+.3f}"])
+    rows = bu.ratio_rows(um, "bare", [k for k in um if k != "bare"], n, per_op=".3f")
     print(bu.table(rows, ["arm", "best s", "us/open", "ratio (median)", "added us/open"]))
     print(f"unmarked open with rules: ratio {ratio:.3f} vs target <= {TARGET_UNMARKED}: "
           f"{bu.verdict(ratio, TARGET_UNMARKED)}")
@@ -185,11 +178,10 @@ def main() -> int:
         print("cross-cpu: skipped, this process may use only one CPU")
     out = {
         "bench": "enforce_open", "n_unmarked": n, "n_marked": nm, "rounds": rounds,
-        "unmarked_bare_s": [round(x, 4) for x in um["bare"]],
-        "unmarked_rules_s": [round(x, 4) for x in um["rules"]],
+        "unmarked_bare_s": bu.rounded(um["bare"]), "unmarked_rules_s": bu.rounded(um["rules"]),
         "unmarked_ratio": round(ratio, 4), "unmarked_added_us": round(added, 4),
         "unmarked_pass": ratio <= TARGET_UNMARKED,
-        **({"unmarked_otherfs_s": [round(x, 4) for x in um["rules-otherfs"]],
+        **({"unmarked_otherfs_s": bu.rounded(um["rules-otherfs"]),
             "unmarked_otherfs_ratio": round(bu.ratio_median(um["rules-otherfs"], um["bare"]), 4),
             "unmarked_otherfs_added_us": round(bu.added_us(um["rules-otherfs"], um["bare"], n), 4)}
            if "rules-otherfs" in um else {}),
@@ -201,8 +193,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:
-        print("bench: interrupted (cleaned up)", file=sys.stderr)
-        raise SystemExit(130)
+    bu.run_main(main)

@@ -26,7 +26,6 @@ Usage: bench/exec_allowlist.py [--quick] [--n 5000] [--rounds 5] [--mode monitor
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -72,18 +71,14 @@ def mount_point(path: str) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="1000 execs x 3 rounds")
-    ap.add_argument("--n", type=int, default=None, help="execs per run (default 5000)")
-    ap.add_argument("--rounds", type=int, default=None, help="rounds (default 5)")
+    ap = bu.arg_parser(__doc__, "1000 execs x 3 rounds", "execs per run (default 5000)")
     ap.add_argument("--mode", choices=("monitor", "enforce"), default="monitor",
                     help="what happens to unlisted execs on the mount (default monitor: allowed and reported)")
     a = ap.parse_args()
-    n = a.n or (1000 if a.quick else 5000)
-    rounds = a.rounds or (3 if a.quick else 5)
-    if not bu.need_root():
+    n = bu.sized(a, a.n, 1000, 5000)
+    rounds = bu.rounds(a)
+    if not bu.start():
         return 2
-    bu.sigterm_as_interrupt()
     bu.ensure_prog("tests/progs", "forkexec")
     mount = os.path.dirname(os.path.realpath(TRUE))
     allowed = [os.path.realpath(FORKEXEC), os.path.realpath(TRUE)]
@@ -119,13 +114,13 @@ def main() -> int:
                             "allowlist": lambda: with_allowlist("allowlist", 256),
                             "no-cache": lambda: with_allowlist("no-cache", 0)}, rounds)
     base = times["bare"]
-    rows = [["bare", f"{min(base):.3f}", f"{min(base) / n * 1e6:.0f}", "1.000", "-", "-"]]
     res = {}
     for arm in ("allowlist", "no-cache"):
         res[arm] = {"ratio": bu.ratio_median(times[arm], base), "added_us": bu.added_us(times[arm], base, n),
                     "events_per_run": statistics.median(responder_events[arm])}
-        rows.append([arm, f"{min(times[arm]):.3f}", f"{min(times[arm]) / n * 1e6:.0f}", f"{res[arm]['ratio']:.3f}",
-                     f"{res[arm]['added_us']:+.1f}", f"{res[arm]['events_per_run']:.0f}"])
+    rows = bu.ratio_rows(times, "bare", ("allowlist", "no-cache"), n, per_op=".0f", added="+.1f")
+    for row, events in zip(rows, ["-"] + [f"{res[arm]['events_per_run']:.0f}" for arm in ("allowlist", "no-cache")]):
+        row.append(events)
     print(f"exec allowlist: {n} x fork+exec {TRUE}, allowlist on mount {mount_point(mount)} ({a.mode} mode) allowing "
           f"{len(same_mount)} files, {rounds} interleaved rounds")
     print(bu.table(rows, ["arm", "best s", "us/exec", "ratio (median)", "added us/exec", "responder events/run"]))
@@ -137,9 +132,8 @@ def main() -> int:
     out = {
         "bench": "exec_allowlist", "n": n, "rounds": rounds, "mode": a.mode, "mount": mount_point(mount),
         "allowed": allowed,
-        "bare_s": [round(x, 4) for x in base],
-        "allowlist_s": [round(x, 4) for x in times["allowlist"]],
-        "nocache_s": [round(x, 4) for x in times["no-cache"]],
+        "bare_s": bu.rounded(base), "allowlist_s": bu.rounded(times["allowlist"]),
+        "nocache_s": bu.rounded(times["no-cache"]),
         "bare_us_per_exec": round(min(base) / n * 1e6, 1),
         "allowlist_ratio": round(res["allowlist"]["ratio"], 4),
         "allowlist_added_us": round(res["allowlist"]["added_us"], 2),
@@ -155,8 +149,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:
-        print("bench: interrupted (cleaned up)", file=sys.stderr)
-        raise SystemExit(130)
+    bu.run_main(main)

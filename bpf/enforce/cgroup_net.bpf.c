@@ -23,10 +23,8 @@
  * "For these binaries": a rule with bin_mask applies only to processes whose
  * binary matched (or, with ENF_RULE_BIN_NOT, did not match) one of those
  * binary-filter slots at exec. The answer is the agent's process map
- * (kerneye_execve_map, declared as in lib/common.bpf.h; user space hands in
- * the base sensor's map with bpf_map__reuse_fd before load). A process the
- * map does not know counts as bin_match 0. bpf_get_current_pid_tgid() is
- * available to cgroup sock_addr and sock programs (bpf_base_func_proto).
+ * (kerneye_execve_map, see lib/enforce.bpf.h). A process the map does not
+ * know counts as bin_match 0.
  *
  * IPv4-mapped IPv6 addresses (::ffff:a.b.c.d on an AF_INET6 socket) are
  * looked up in the IPv4 trie: the kernel hands them to connect6/bind6 as
@@ -39,12 +37,12 @@
 #include <bpf/bpf_endian.h>
 #include "compiler.h"
 #include "kerneye/enforce_abi.h"
+#include "enforce.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
 #define AF_INET 2
 #define AF_INET6 10
-#define EPERM 1
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -103,15 +101,6 @@ struct {
 	__uint(max_entries, 256 << 10);
 } kerneye_net_rb SEC(".maps");
 
-/* The base sensor's process map (same definition as lib/common.bpf.h);
- * only bin_match is read. Shared by fd, or this object's own (empty) one. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, struct execve_map_value);
-} kerneye_execve_map SEC(".maps");
-
 /* What one socket operation looks like to the rules. */
 struct net_op {
 	__u8 addr[16];
@@ -123,79 +112,25 @@ struct net_op {
 	__u32 flags;  /* ENF_EV_MAPPED */
 };
 
-/* The best rule of one track (enforce or monitor). */
-struct pick {
-	__u32 slot;
-	__u32 priority;
-	__u32 found;
-	__u8 action;
-};
-
-FUNC_INLINE void count(void *map, __u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(map, &idx);
-
-	if (v)
-		*v += 1;
-}
-
-FUNC_INLINE void consider(struct pick *p, __u32 slot, struct enf_net_rule *r)
-{
-	if (p->found && r->priority > p->priority)
-		return;
-	if (p->found && r->priority == p->priority &&
-	    (p->action == ENF_ACT_DENY || r->action != ENF_ACT_DENY))
-		return;
-	p->slot = slot;
-	p->priority = r->priority;
-	p->action = r->action;
-	p->found = 1;
-}
-
 /* State of one rule walk, shared with the bpf_loop() callback. */
 struct walk {
 	__u64 mask;
+	struct enf_walk c; /* first: enf_walk_settle() hands &walk to walk_slot */
 	struct net_op *op;
 	int match_ports;  /* 0 for sock_create */
 	int match_family; /* only rules without an address (sock_create) */
-	struct pick enf;
-	struct pick mon;
-	__u64 bin_match;  /* of the current process, looked up on first need */
-	int bin_known;
 };
 
-/* Does the rule's binary qualifier let it apply to the current process? */
-FUNC_INLINE int bin_ok(struct walk *w, struct enf_net_rule *r)
-{
-	if (!r->bin_mask)
-		return 1;
-	if (!w->bin_known) {
-		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-		struct execve_map_value *v = bpf_map_lookup_elem(&kerneye_execve_map, &tgid);
-
-		w->bin_match = v ? v->bin_match : 0;
-		w->bin_known = 1;
-	}
-	if (r->flags & ENF_RULE_BIN_NOT)
-		return !(w->bin_match & r->bin_mask);
-	return !!(w->bin_match & r->bin_mask);
-}
-
-/* One rule slot. bpf_loop() (5.17+) has the verifier check this body once;
- * an open-coded 64-iteration loop carrying two picks made it explore
- * hundreds of thousands of states per program (seconds of load time). */
+/* One rule slot (bpf_loop() callback, see enf_walk_settle). */
 static long walk_slot(__u32 i, struct walk *w)
 {
 	__u32 slot = i;
 	struct enf_net_rule *r;
-	struct enf_net_set *s;
 	struct net_op *op = w->op;
-	__u32 set;
+	int at = enf_walk_at(&w->c, i, ENF_NET_MAX_RULES);
 
-	if (i >= ENF_NET_MAX_RULES || !(w->mask >> i))
-		return 1; /* no more bits: stop */
-	if (!((w->mask >> i) & 1))
-		return 0;
+	if (at <= 0)
+		return at < 0; /* 1 stops the loop: no more bits */
 	r = bpf_map_lookup_elem(&kerneye_net_rules, &slot);
 	if (!r || !(r->flags & ENF_RULE_USED) || !(r->hooks & op->hook))
 		return 0;
@@ -207,99 +142,51 @@ static long walk_slot(__u32 i, struct walk *w)
 		return 0;
 	if (w->match_ports && (op->port < r->port_lo || op->port > r->port_hi))
 		return 0;
-	if (!bin_ok(w, r))
+	if (!enf_bin_ok(&w->c.bin, r->bin_mask, r->flags & ENF_RULE_BIN_NOT))
 		return 0;
-	set = r->set;
-	s = bpf_map_lookup_elem(&kerneye_net_sets, &set);
-	if (!s || s->mode == ENF_MODE_OFF)
-		return 0;
-	/* two calls, not a pointer chosen by ?: which clang turns into
-	 * arithmetic on stack pointers that the verifier rejects */
-	if (s->mode == ENF_MODE_ENFORCE)
-		consider(&w->enf, slot, r);
-	else
-		consider(&w->mon, slot, r);
+	enf_offer(&w->c, &kerneye_net_sets, r->set, slot, r->priority, r->action);
 	return 0;
 }
 
-FUNC_INLINE void report(struct net_op *op, struct enf_net_rule *r, __u8 verdict, __u8 flags, __s32 err)
+FUNC_INLINE void report(struct net_op *op, struct enf_net_rule *r, const struct enf_outcome *o)
 {
-	struct enf_net_event *e = bpf_ringbuf_reserve(&kerneye_net_rb, sizeof(*e), 0);
+	struct enf_net_event *e = enf_reserve(&kerneye_net_rb, sizeof(*e), &kerneye_net_stats);
 
-	if (!e) {
-		count(&kerneye_net_stats, ENF_STAT_RB_LOST);
+	if (!e)
 		return;
-	}
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-
-	e->common.op = ENF_MSG_NET;
-	e->common.flags = 0;
-	e->common.pad = 0;
-	e->common.size = sizeof(*e);
-	e->common.ktime = bpf_ktime_get_ns();
+	enf_msg_common(&e->common, ENF_MSG_NET, sizeof(*e));
 	e->hook = op->hook == ENF_HOOK_CONNECT ? 0 : op->hook == ENF_HOOK_SENDMSG ? 1 :
 		  op->hook == ENF_HOOK_BIND ? 2 : 3;
-	e->verdict = verdict;
-	e->flags = flags | op->flags;
+	e->verdict = o->verdict;
+	e->flags = o->flags | op->flags;
 	e->action = r->action;
 	e->family = op->family;
 	e->port = op->port;
 	e->proto = op->proto;
 	e->sock_type = op->type;
 	e->rule_id = r->id;
-	e->pid = (__u32)pid_tgid;
-	e->tgid = pid_tgid >> 32;
-	e->err = err;
-	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->err = o->err;
+	ENF_FILL_TASK(e);
 	__builtin_memcpy(e->addr, op->addr, sizeof(e->addr));
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
 }
 
 /* Returns the program's verdict: 1 = allow, 0 = deny. */
 FUNC_INLINE int decide(__u64 mask, struct net_op *op, int match_ports, int match_family)
 {
-	struct walk w = { .mask = mask, .op = op, .match_ports = match_ports, .match_family = match_family };
-	struct pick *enf = &w.enf, *mon = &w.mon;
+	struct walk w = { .c.mask = mask, .op = op, .match_ports = match_ports, .match_family = match_family };
+	struct enf_outcome o;
 	struct enf_net_rule *r;
 
-	if (!mask)
+	if (!enf_walk_settle(&w.c, ENF_NET_MAX_RULES, walk_slot, &w, &o))
 		return 1;
-	bpf_loop(ENF_NET_MAX_RULES, walk_slot, &w, 0);
-	if (enf->found) {
-		r = bpf_map_lookup_elem(&kerneye_net_rules, &enf->slot);
-		if (!r)
-			return 1;
-		if (enf->action == ENF_ACT_DENY) {
-			__s32 err = r->err > 0 && r->err < 4096 ? r->err : EPERM;
-
-			count(&kerneye_net_hits, enf->slot);
-			count(&kerneye_net_stats, ENF_STAT_DENIED);
-			report(op, r, ENF_VERDICT_DENY, 0, err);
-			if (err != EPERM)
-				bpf_set_retval(-err);
-			return 0;
-		}
-	}
-	if (mon->found && mon->action == ENF_ACT_DENY) {
-		r = bpf_map_lookup_elem(&kerneye_net_rules, &mon->slot);
-		if (r) {
-			count(&kerneye_net_hits, mon->slot);
-			count(&kerneye_net_stats, ENF_STAT_MONITORED);
-			report(op, r, ENF_VERDICT_ALLOW, ENF_EV_MONITOR, 0);
-		}
+	r = bpf_map_lookup_elem(&kerneye_net_rules, &o.slot);
+	if (!r)
 		return 1;
-	}
-	if (enf->found) {
-		r = bpf_map_lookup_elem(&kerneye_net_rules, &enf->slot);
-		if (r) {
-			count(&kerneye_net_hits, enf->slot);
-			count(&kerneye_net_stats, ENF_STAT_ALLOWED);
-			if (r->flags & ENF_RULE_REPORT)
-				report(op, r, ENF_VERDICT_ALLOW, 0, 0);
-		}
-	}
-	return 1;
+	enf_account(&o, r->err, r->flags, &kerneye_net_hits, &kerneye_net_stats);
+	if (o.report)
+		report(op, r, &o);
+	return enf_retval(&o);
 }
 
 FUNC_INLINE __u64 mask_v4(const __u8 *addr)

@@ -23,18 +23,16 @@
  * priority wins (deny wins ties); ENFORCE sets decide, MONITOR sets only
  * report, as in cgroup_net.bpf.c.
  *
- * Binary qualifiers read kerneye_execve_map as cgroup_net.bpf.c does;
- * bpf_get_current_pid_tgid() is available to both program types here
- * (bpf_base_func_proto).
+ * Binary qualifiers read kerneye_execve_map as cgroup_net.bpf.c does; the
+ * rule walk's choice, counters and report header are lib/enforce.bpf.h's.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "compiler.h"
 #include "kerneye/enforce_abi.h"
+#include "enforce.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-#define EPERM 1
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -84,14 +82,6 @@ struct {
 	__uint(max_entries, 256 << 10);
 } kerneye_sys_rb SEC(".maps");
 
-/* The base sensor's process map (same definition as lib/common.bpf.h). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, struct execve_map_value);
-} kerneye_execve_map SEC(".maps");
-
 /* What one operation looks like to the rules. */
 struct sys_op {
 	__u8 kind;    /* enum enf_sys_kind */
@@ -102,72 +92,21 @@ struct sys_op {
 	__u32 minor;
 };
 
-struct pick {
-	__u32 slot;
-	__u32 priority;
-	__u32 found;
-	__u8 action;
-};
-
 struct walk {
-	__u64 mask;
+	struct enf_walk c; /* first: enf_walk_settle() hands &walk to walk_slot */
 	struct sys_op *op;
-	struct pick enf;
-	struct pick mon;
-	__u64 bin_match;
-	int bin_known;
 };
 
-FUNC_INLINE void count(void *map, __u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(map, &idx);
-
-	if (v)
-		*v += 1;
-}
-
-FUNC_INLINE void consider(struct pick *p, __u32 slot, struct enf_sys_rule *r)
-{
-	if (p->found && r->priority > p->priority)
-		return;
-	if (p->found && r->priority == p->priority &&
-	    (p->action == ENF_ACT_DENY || r->action != ENF_ACT_DENY))
-		return;
-	p->slot = slot;
-	p->priority = r->priority;
-	p->action = r->action;
-	p->found = 1;
-}
-
-FUNC_INLINE int bin_ok(struct walk *w, struct enf_sys_rule *r)
-{
-	if (!r->bin_mask)
-		return 1;
-	if (!w->bin_known) {
-		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-		struct execve_map_value *v = bpf_map_lookup_elem(&kerneye_execve_map, &tgid);
-
-		w->bin_match = v ? v->bin_match : 0;
-		w->bin_known = 1;
-	}
-	if (r->flags & ENF_RULE_BIN_NOT)
-		return !(w->bin_match & r->bin_mask);
-	return !!(w->bin_match & r->bin_mask);
-}
-
-/* One rule slot, run by bpf_loop() (verified once, not per iteration). */
+/* One rule slot (bpf_loop() callback, see enf_walk_settle). */
 static long walk_slot(__u32 i, struct walk *w)
 {
 	__u32 slot = i;
 	struct enf_sys_rule *r;
-	struct enf_net_set *s;
 	struct sys_op *op = w->op;
-	__u32 set;
+	int at = enf_walk_at(&w->c, i, ENF_SYS_MAX_RULES);
 
-	if (i >= ENF_SYS_MAX_RULES || !(w->mask >> i))
-		return 1;
-	if (!((w->mask >> i) & 1))
-		return 0;
+	if (at <= 0)
+		return at < 0;
 	r = bpf_map_lookup_elem(&kerneye_sys_rules, &slot);
 	if (!r || !(r->flags & ENF_RULE_USED) || r->kind != op->kind || !(r->access & op->access))
 		return 0;
@@ -179,37 +118,21 @@ static long walk_slot(__u32 i, struct walk *w)
 		if (r->minor != ENF_DEV_ANY && r->minor != op->minor)
 			return 0;
 	}
-	if (!bin_ok(w, r))
+	if (!enf_bin_ok(&w->c.bin, r->bin_mask, r->flags & ENF_RULE_BIN_NOT))
 		return 0;
-	set = r->set;
-	s = bpf_map_lookup_elem(&kerneye_sys_sets, &set);
-	if (!s || s->mode == ENF_MODE_OFF)
-		return 0;
-	if (s->mode == ENF_MODE_ENFORCE)
-		consider(&w->enf, slot, r);
-	else
-		consider(&w->mon, slot, r);
+	enf_offer(&w->c, &kerneye_sys_sets, r->set, slot, r->priority, r->action);
 	return 0;
 }
 
-FUNC_INLINE void report(struct sys_op *op, const char *name, struct enf_sys_rule *r, __u8 verdict, __u8 flags,
-			__s32 err)
+FUNC_INLINE void report(struct sys_op *op, const char *name, struct enf_sys_rule *r, const struct enf_outcome *o)
 {
-	struct enf_sys_event *e = bpf_ringbuf_reserve(&kerneye_sys_rb, sizeof(*e), 0);
-	__u64 pid_tgid;
+	struct enf_sys_event *e = enf_reserve(&kerneye_sys_rb, sizeof(*e), &kerneye_sys_stats);
 
-	if (!e) {
-		count(&kerneye_sys_stats, ENF_STAT_RB_LOST);
+	if (!e)
 		return;
-	}
-	pid_tgid = bpf_get_current_pid_tgid();
-	e->common.op = op->kind == ENF_SYS_KIND_DEV ? ENF_SYS_MSG_DEV : ENF_SYS_MSG_SYSCTL;
-	e->common.flags = 0;
-	e->common.pad = 0;
-	e->common.size = sizeof(*e);
-	e->common.ktime = bpf_ktime_get_ns();
-	e->verdict = verdict;
-	e->flags = flags;
+	enf_msg_common(&e->common, op->kind == ENF_SYS_KIND_DEV ? ENF_SYS_MSG_DEV : ENF_SYS_MSG_SYSCTL, sizeof(*e));
+	e->verdict = o->verdict;
+	e->flags = o->flags;
 	e->action = r->action;
 	e->access = op->access;
 	e->dev_type = op->dev_type;
@@ -217,11 +140,8 @@ FUNC_INLINE void report(struct sys_op *op, const char *name, struct enf_sys_rule
 	e->major = op->major;
 	e->minor = op->minor;
 	e->rule_id = r->id;
-	e->pid = (__u32)pid_tgid;
-	e->tgid = pid_tgid >> 32;
-	e->err = err;
-	e->cgroup_id = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->err = o->err;
+	ENF_FILL_TASK(e);
 	if (name)
 		__builtin_memcpy(e->name, name, sizeof(e->name));
 	else
@@ -232,47 +152,19 @@ FUNC_INLINE void report(struct sys_op *op, const char *name, struct enf_sys_rule
 /* 1 = allow, 0 = deny. name: the sysctl's, or NULL. */
 FUNC_INLINE int decide(__u64 mask, struct sys_op *op, const char *name)
 {
-	struct walk w = { .mask = mask, .op = op };
-	struct pick *enf = &w.enf, *mon = &w.mon;
+	struct walk w = { .c.mask = mask, .op = op };
+	struct enf_outcome o;
 	struct enf_sys_rule *r;
 
-	if (!mask)
+	if (!enf_walk_settle(&w.c, ENF_SYS_MAX_RULES, walk_slot, &w, &o))
 		return 1;
-	bpf_loop(ENF_SYS_MAX_RULES, walk_slot, &w, 0);
-	if (enf->found) {
-		r = bpf_map_lookup_elem(&kerneye_sys_rules, &enf->slot);
-		if (!r)
-			return 1;
-		if (enf->action == ENF_ACT_DENY) {
-			__s32 err = r->err > 0 && r->err < 4096 ? r->err : EPERM;
-
-			count(&kerneye_sys_hits, enf->slot);
-			count(&kerneye_sys_stats, ENF_STAT_DENIED);
-			report(op, name, r, ENF_VERDICT_DENY, 0, err);
-			if (err != EPERM)
-				bpf_set_retval(-err);
-			return 0;
-		}
-	}
-	if (mon->found && mon->action == ENF_ACT_DENY) {
-		r = bpf_map_lookup_elem(&kerneye_sys_rules, &mon->slot);
-		if (r) {
-			count(&kerneye_sys_hits, mon->slot);
-			count(&kerneye_sys_stats, ENF_STAT_MONITORED);
-			report(op, name, r, ENF_VERDICT_ALLOW, ENF_EV_MONITOR, 0);
-		}
+	r = bpf_map_lookup_elem(&kerneye_sys_rules, &o.slot);
+	if (!r)
 		return 1;
-	}
-	if (enf->found) {
-		r = bpf_map_lookup_elem(&kerneye_sys_rules, &enf->slot);
-		if (r) {
-			count(&kerneye_sys_hits, enf->slot);
-			count(&kerneye_sys_stats, ENF_STAT_ALLOWED);
-			if (r->flags & ENF_RULE_REPORT)
-				report(op, name, r, ENF_VERDICT_ALLOW, 0, 0);
-		}
-	}
-	return 1;
+	enf_account(&o, r->err, r->flags, &kerneye_sys_hits, &kerneye_sys_stats);
+	if (o.report)
+		report(op, name, r, &o);
+	return enf_retval(&o);
 }
 
 SEC("cgroup/sysctl")

@@ -33,6 +33,7 @@
 #include <bpf/bpf_core_read.h>
 #include "compiler.h"
 #include "kerneye/enforce_abi.h"
+#include "enforce.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -87,16 +88,7 @@ struct {
 	__uint(max_entries, 256 << 10);
 } kerneye_lsm_rb SEC(".maps");
 
-/* The base sensor's process map (same definition as in lib/common.bpf.h);
- * user space hands us its fd before load (bpf_map__reuse_fd) so that rules
- * with a bin_mask see the matchBinaries bits computed at exec. Without it
- * this private copy stays empty and bin_match reads as 0. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, struct execve_map_value);
-} kerneye_execve_map SEC(".maps");
+/* kerneye_execve_map (binary qualifiers) is declared in lib/enforce.bpf.h. */
 
 /* What one operation looks like in a report. */
 struct op {
@@ -110,14 +102,6 @@ struct op {
 	__u16 protocol;
 	__u8 hook;
 };
-
-FUNC_INLINE void count(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&kerneye_lsm_stats, &idx);
-
-	if (v)
-		*v += 1;
-}
 
 FUNC_INLINE struct enf_lsm_config *lsm_config(void)
 {
@@ -159,12 +143,8 @@ FUNC_INLINE __u64 current_tgid(void)
 static __attribute__((noinline)) struct enf_lsm_rule *choose(__u64 cand, int is_write)
 {
 	struct enf_lsm_rule *mon = NULL;
-	__u64 bin_match = 0;
-	__u32 tgid = current_tgid();
-	struct execve_map_value *ev = bpf_map_lookup_elem(&kerneye_execve_map, &tgid);
+	__u64 bin_match = enf_bin_match();
 
-	if (ev)
-		bin_match = ev->bin_match;
 	for (__u32 i = 0; i < ENF_LSM_MAX_RULES; i++) {
 		struct enf_lsm_rule *r;
 		__u32 k = i;
@@ -176,13 +156,8 @@ static __attribute__((noinline)) struct enf_lsm_rule *choose(__u64 cand, int is_
 			continue;
 		if ((r->flags & ENF_LSM_RULE_WRITE_ONLY) && !is_write)
 			continue;
-		if (r->bin_mask) {
-			int hit = (bin_match & r->bin_mask) != 0;
-			int want = !(r->flags & ENF_LSM_RULE_BIN_NOT);
-
-			if (hit != want)
-				continue;
-		}
+		if (!enf_bin_applies(bin_match, r->bin_mask, r->flags & ENF_LSM_RULE_BIN_NOT))
+			continue;
 		if (r->mode == ENF_MODE_ENFORCE)
 			return r;
 		if (!mon)
@@ -196,42 +171,31 @@ FUNC_INLINE int finish(struct enf_lsm_rule *r, struct op *op)
 {
 	struct enf_lsm_event *e;
 	int enforce, err;
-	__u64 id;
 
 	if (!r)
 		return 0;
 	enforce = r->mode == ENF_MODE_ENFORCE;
 	err = r->err > 0 ? r->err : EPERM;
-	count(enforce ? ENF_STAT_DENIED : ENF_STAT_MONITORED);
-	e = bpf_ringbuf_reserve(&kerneye_lsm_rb, sizeof(*e), 0);
-	if (!e) {
-		count(ENF_STAT_RB_LOST);
+	enf_count(&kerneye_lsm_stats, enforce ? ENF_STAT_DENIED : ENF_STAT_MONITORED);
+	e = enf_reserve(&kerneye_lsm_rb, sizeof(*e), &kerneye_lsm_stats);
+	if (!e)
 		return enforce ? -err : 0;
-	}
-	id = bpf_get_current_pid_tgid();
-	e->common.op = ENF_LSM_MSG_OP;
-	e->common.flags = 0;
-	e->common.pad = 0;
-	e->common.size = sizeof(*e);
-	e->common.ktime = bpf_ktime_get_ns();
+	enf_msg_common(&e->common, ENF_LSM_MSG_OP, sizeof(*e));
 	e->hook = op->hook;
 	e->verdict = enforce ? ENF_VERDICT_DENY : ENF_VERDICT_ALLOW;
 	e->flags = enforce ? 0 : ENF_EV_MONITOR;
 	e->kind = r->kind;
 	e->rule_id = r->id;
 	e->err = enforce ? err : 0;
-	e->pid = (__u32)id;
-	e->tgid = id >> 32;
 	e->target = op->target;
 	e->arg = op->arg;
 	e->dev = op->dev;
 	e->ino = op->ino;
-	e->cgroup_id = bpf_get_current_cgroup_id();
 	e->family = op->family;
 	e->sock_type = op->sock_type;
 	e->protocol = op->protocol;
 	e->pad = 0;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	ENF_FILL_TASK(e);
 	e->name[0] = 0;
 	if (op->name)
 		bpf_probe_read_kernel_str(e->name, sizeof(e->name), op->name);

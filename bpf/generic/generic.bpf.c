@@ -253,6 +253,10 @@ static long read_arg(__u64 i, void *unused)
 	hook = bpf_map_lookup_elem(&kerneye_hooks, &h->hook_id);
 	if (!hook)
 		return 1;
+	/* older verifiers (6.1) lose the bound of idx across the lookup */
+	asm volatile("" : "+r"(idx));
+	if (idx >= GEN_MAX_ARGS)
+		return 1;
 	spec = &hook->args[idx];
 	raw = h->raw[idx];
 	off = h->st.off & TAIL_MASK;

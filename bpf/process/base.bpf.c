@@ -230,9 +230,15 @@ int BPF_PROG(kerneye_execve, struct task_struct *task, pid_t old_pid, struct lin
 	/* A non-root, non-setuid exec that ends up with permitted capabilities
 	 * got them from file capabilities (ambient sets aside). */
 	if (m->cred.uid && m->cred.euid && m->cred.cap_permitted &&
-	    !(m->flags & EXEC_FLAG_PRIV_SETUID) &&
-	    BPF_CORE_READ(cred, cap_ambient.val) == 0)
-		m->flags |= EXEC_FLAG_PRIV_FILECAP;
+	    !(m->flags & EXEC_FLAG_PRIV_SETUID)) {
+		/* kernel_cap_t is a u64 since 6.3 and u32[2] before: read the 8 bytes
+		 * (as fill_cred does), not a member whose name changed */
+		__u64 ambient = 0;
+
+		bpf_probe_read_kernel(&ambient, 8, &cred->cap_ambient);
+		if (!ambient)
+			m->flags |= EXEC_FLAG_PRIV_FILECAP;
+	}
 
 	nv.exec_caps_effective = m->cred.cap_effective;
 	nv.exec_ns_mnt = m->ns.mnt;

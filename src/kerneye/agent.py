@@ -148,8 +148,12 @@ class Agent:
             self.features[b] = features.probe(self.cfg.bpf_dir, b)
             if self.features[b]:
                 log.info("%s", self.features[b])
+        # what the compiler may use: the hook back ends, and raw tracepoints (cookies from v6.10)
+        cfeatures = dict(self.features, rawtp=features.rawtp_cookie(self.cfg.bpf_dir))
+        if cfeatures["rawtp"]:
+            log.info("%s", cfeatures["rawtp"])
         self.policies = PolicyManager(self.cfg.bpf_dir, self.sensors.shared_fds,
-                                      Compiler(self.tracker.host_ns, self.features), self.cfg.node_name, self.clock,
+                                      Compiler(self.tracker.host_ns, cfeatures), self.cfg.node_name, self.clock,
                                       self.cache, self.eventcache, self.emit, self.cfg.enable_ancestors,
                                       self.cfg.rb_wakeup_bytes, self.cfg.policy_events_full_process)
         self.sensors.load(self.policies.sensor())

@@ -30,7 +30,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import textwrap
 import time
 import sys
 import uuid
@@ -432,6 +431,9 @@ def test_network_and_raw_sockets_scoped_to_a_cgroup(agent: AgentProc, work: str,
 
 
 def test_unenforceable_rules_are_refused_whole(agent: AgentProc, work: str, name: str) -> None:
+    if lsm_reason() is None:
+        pytest.skip("BPF-LSM is available on this kernel: module and BPF loads are enforceable here "
+                    "(test_module_and_bpf_loads_denied_by_bpf_lsm checks that)")
     secret = os.path.join(work, "secret")
     with open(secret, "w") as f:
         f.write("x\n")
@@ -468,7 +470,8 @@ def test_agent_killed_with_sigkill(work: str, cgroup: str, keep: bool) -> None:
     with open(secret, "w") as f:
         f.write("x\n")
     port = free_port()
-    # the file rule is host-wide: the cgroup scope cannot apply to fanotify, so it is a second policy
+    # the file rule is host-wide: the cgroup scope applies to neither fanotify nor BPF-LSM, so it is a
+    # second policy
     pdir = _policy_dir(work, name, cgroup, secret, port)
     with open(os.path.join(pdir, f"{name}.yaml")) as f:
         doc = yaml.safe_load(f)
@@ -484,16 +487,24 @@ def test_agent_killed_with_sigkill(work: str, cgroup: str, keep: bool) -> None:
     try:
         assert trig(cgroup, "connect4", "127.0.0.1", port) == [errno.EPERM]
         assert cat(secret).returncode == 1
+        file_mech = mechanisms(a, f"{name}-files")["spec.files[0]"]
+        assert file_mech == expect("open")
         assert a.proc is not None
         os.kill(a.proc.pid, signal.SIGKILL)
         a.proc.wait(10)
-        # fanotify always fails open: the kernel allows everything once the group is gone
-        assert cat(secret).returncode == 0
+        if file_mech == "fanotify":
+            # fanotify always fails open: the kernel allows everything once the group is gone
+            assert cat(secret).returncode == 0
         if keep:
             pinned = os.listdir(PIN_ROOT)
             assert any(p.startswith("net-") for p in pinned), pinned
+            if file_mech == "bpf-lsm":  # pinned LSM programs hold the file deny without the agent
+                assert "lsm" in pinned, pinned
             for _ in range(3):
                 assert trig(cgroup, "connect4", "127.0.0.1", port) == [errno.EPERM]
+                if file_mech == "bpf-lsm":
+                    r = cat(secret)
+                    assert r.returncode == 1 and "Operation not permitted" in r.stderr, r
                 time.sleep(0.2)
             r = subprocess.run(kerneye_cmd("enforcement", "release"), env=env(), capture_output=True, text=True,
                                timeout=30)
@@ -501,6 +512,10 @@ def test_agent_killed_with_sigkill(work: str, cgroup: str, keep: bool) -> None:
         deadline = time.monotonic() + 5  # link release is RCU-deferred
         while trig(cgroup, "connect4", "127.0.0.1", port) != [errno.ECONNREFUSED]:
             assert time.monotonic() < deadline, "the cgroup program stayed attached"
+            time.sleep(0.1)
+        deadline = time.monotonic() + 5
+        while cat(secret).returncode != 0:  # BPF-LSM: detached with the agent, or released
+            assert time.monotonic() < deadline, "the BPF-LSM file deny stayed attached"
             time.sleep(0.1)
         assert not os.path.isdir(PIN_ROOT) or not os.listdir(PIN_ROOT)
     finally:
@@ -544,6 +559,7 @@ def test_sysctl_and_device_rules_scoped_to_a_cgroup(agent: AgentProc, work: str,
 def test_exec_deny_follows_copies_by_content(agent: AgentProc, work: str, name: str) -> None:
     x = unique_true(os.path.join(work, "x"))
     add(agent, work, enforcement_policy(name, {"exec": {"deny": [x]}}))
+    assert mechanisms(agent, name) == {"spec.exec.deny": expect("exec-deny")}
     copy = os.path.join("/dev/shm", f"kerneye-test-{uuid.uuid4().hex[:8]}")
     shutil.copy(x, copy)  # another inode on another filesystem, same bytes
     try:
@@ -552,5 +568,112 @@ def test_exec_deny_follows_copies_by_content(agent: AgentProc, work: str, name: 
                 subprocess.run([p])
         ds = decisions(agent, name, 2)
         assert {d["args"][0]["linux_binprm_arg"]["path"] for d in ds} == {x, copy}
+        by_path = {d["args"][0]["linux_binprm_arg"]["path"]: d["enforcement"]["mechanism"] for d in ds}
+        assert by_path[copy] == "fanotify"  # only fanotify matches by content
+        assert by_path[x] in expect("exec-deny").split("+")
     finally:
         os.unlink(copy)
+
+
+# --- BPF-LSM only (the qemu VM) -----------------------------------------------------------
+
+# BPF_PROG_LOAD of "r0 = 0; exit" as a socket filter through bpf(2); prints "ok" or the errno
+PROG_LOAD = """import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+insns = (ctypes.c_uint64 * 2)(0xb7, 0x95)
+lic = ctypes.create_string_buffer(b"GPL")
+attr = (ctypes.c_uint8 * 128)()
+for off, val, ctype in ((0, 1, ctypes.c_uint32), (4, 2, ctypes.c_uint32),
+                        (8, ctypes.addressof(insns), ctypes.c_uint64), (16, ctypes.addressof(lic), ctypes.c_uint64)):
+    ctypes.memmove(ctypes.addressof(attr) + off, ctypes.byref(ctype(val)), ctypes.sizeof(ctype))
+fd = libc.syscall(321, 5, attr, 128)
+print("ok" if fd >= 0 else ctypes.get_errno())
+"""
+
+
+def prog_load() -> str:
+    r = subprocess.run([sys.executable, "-c", PROG_LOAD], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+@needs_lsm
+def test_each_rule_gets_the_strongest_back_end(agent: AgentProc, work: str, name: str,
+                                               record_property: Callable[[str, object], None]) -> None:
+    """With BPF-LSM the manager picks it for what it covers and keeps the
+    others; monitor mode, so nothing in the VM is blocked meanwhile."""
+    f, d = os.path.join(work, "f"), os.path.join(work, "d")
+    with open(f, "w") as fh:
+        fh.write("x\n")
+    os.mkdir(d)
+    x = unique_true(os.path.join(work, "x"))
+    add(agent, work, enforcement_policy(name, {
+        "mode": "monitor", "files": [{"paths": [f]}, {"paths": [d + "/"]}, {"paths": [f], "access": "write"}],
+        "exec": {"deny": [x], "allow": ["/bin/true"]}, "rawSockets": "deny", "modules": "deny", "bpf": "deny",
+        "network": [{"cidrs": ["127.0.0.9/32"]}], "sysctls": {"deny": ["kernel/domainname"]},
+        "devices": {"deny": ["c 1:5 r"]}}))
+    mechs = {f"{x['where']} ({x['op']})": x["mechanism"] for x in listed(agent)[name]["enforcement"]}
+    record_property("mechanisms", json.dumps(mechs))
+    assert tp(agent, "delete", name).returncode == 0
+    assert mechs == {
+        "spec.files[0] (open)": "bpf-lsm", "spec.files[1] (open)": "fanotify", "spec.files[2] (write)": "bpf-lsm",
+        "spec.exec.deny (exec)": "bpf-lsm+fanotify", "spec.exec.allow (exec)": "bpf-lsm",
+        "spec.rawSockets (raw_socket)": "bpf-lsm", "spec.modules (module)": "bpf-lsm", "spec.bpf (bpf)": "bpf-lsm",
+        "spec.network[0] (connect)": "cgroup-bpf", "spec.network[0] (sendmsg)": "cgroup-bpf",
+        "spec.sysctls (sysctl)": "cgroup-bpf", "spec.devices (device)": "cgroup-bpf"}, mechs
+
+
+@needs_lsm
+def test_module_and_bpf_loads_denied_by_bpf_lsm(agent: AgentProc, work: str, name: str) -> None:
+    ko = f"/lib/modules/{os.uname().release}/kernel/drivers/net/dummy.ko"
+    if not os.path.exists(ko):
+        pytest.skip(f"{ko} is not installed")
+    subprocess.run(["modprobe", "-r", "dummy"], capture_output=True)
+    assert prog_load() == "ok"
+    add(agent, work, enforcement_policy(name, {"modules": "deny", "bpf": "deny"}))
+    try:
+        r = subprocess.run(["modprobe", "dummy"], capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and "Operation not permitted" in r.stderr, r
+        assert "dummy" not in open("/proc/modules").read()
+        assert prog_load() == str(errno.EPERM)
+        ds = decisions(agent, name, 2)
+        by_op = {d["enforcement"]["operation"]: d for d in ds}
+        assert set(by_op) == {"module", "bpf"}, ds
+        assert {d["enforcement"]["mechanism"] for d in ds} == {"bpf-lsm"}
+        assert by_op["module"]["process"]["binary"].endswith("/kmod") or \
+            by_op["module"]["process"]["binary"].endswith("/modprobe"), by_op["module"]["process"]
+        assert by_op["bpf"]["process"]["binary"] in (sys.executable, os.path.realpath(sys.executable))
+        assert agent.proc is not None and agent.proc.poll() is None  # the agent's own loads are exempt
+    finally:
+        assert tp(agent, "delete", name).returncode == 0
+    assert prog_load() == "ok"  # the rule, nothing else, stopped them
+    assert subprocess.run(["modprobe", "dummy"]).returncode == 0
+    assert subprocess.run(["modprobe", "-r", "dummy"]).returncode == 0
+
+
+@needs_lsm
+def test_exec_allow_list_denies_memfd_and_copies_with_bpf_lsm(agent: AgentProc, work: str, name: str) -> None:
+    """Host-wide allow list (no mounts:): only python (the test and the CLI)
+    and /bin/true may run. fanotify cannot see an exec of a memfd image."""
+    copy = unique_true(os.path.join(work, "copy"))
+    add(agent, work, enforcement_policy(name, {"exec": {"allow": [os.path.realpath(sys.executable), "/bin/true"]}}))
+    try:
+        assert mechanisms(agent, name) == {"spec.exec.allow": "bpf-lsm"}
+        assert subprocess.run(["/bin/true"]).returncode == 0
+        fd = os.memfd_create("kerneye-test")
+        try:
+            with open("/bin/true", "rb") as src:
+                os.write(fd, src.read())
+            with pytest.raises(PermissionError):
+                subprocess.run([f"/proc/self/fd/{fd}"], pass_fds=(fd,))
+        finally:
+            os.close(fd)
+        with pytest.raises(PermissionError):
+            subprocess.run([copy])
+        ds = decisions(agent, name, 2)
+        assert {(d["enforcement"]["mechanism"], d["enforcement"]["rule"], d["function_name"]) for d in ds} == \
+            {("bpf-lsm", "spec.exec.allow", "bprm_check_security")}
+        assert copy in {d["args"][0]["linux_binprm_arg"]["path"] for d in ds}
+    finally:
+        assert tp(agent, "delete", name).returncode == 0
+    assert subprocess.run([copy]).returncode == 0

@@ -14,23 +14,19 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import uuid
 from typing import Iterator
 
 import pytest
+from enfutil import CGROUP2, ENFTRIG, ROOT, enftrig, fanotify_fixtures, listening, make_cgroup, remove_cgroup, \
+    unique_true, write
+from enfutil import parse_errnos as parse
 
 from kerneye.enforce.fanotify import FanotifyEnforcer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ENFTRIG = os.path.join(ROOT, "tests", "progs", ".output", "enftrig")
 NET_OBJ = os.path.join(ROOT, "bpf", ".output", "enforce_cgroup_net.bpf.o")
-CGROUP2 = "/sys/fs/cgroup/unified"
-TRUE = shutil.which("true") or "/bin/true"
 LDSO = "/lib64/ld-linux-x86-64.so.2"
 
 pytestmark = [
@@ -45,40 +41,13 @@ needs_cgroup = pytest.mark.skipif(
 
 # --- helpers -----------------------------------------------------------------
 
-def parse(stdout: str) -> list[int]:
-    out = []
-    for line in stdout.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[1] in ("ok", "err"):
-            out.append(0 if parts[1] == "ok" else int(parts[2]))
-    return out
-
-
 def trig(*ops: object, cgroup: str | None = None) -> list[int]:
     """enftrig in a child (inside cgroup if given); one errno per op."""
-    args = [ENFTRIG, *map(str, ops)]
-    if cgroup:
-        args = ["bash", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, *args]
-    return parse(subprocess.run(args, capture_output=True, text=True, timeout=20).stdout)
+    return enftrig(*ops, cgroup=cgroup, check=False)
 
 
 def run(*argv: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=20, cwd=cwd)
-
-
-def unique_true(path: str) -> str:
-    """A working copy of true whose content no other program on the host has."""
-    shutil.copy2(TRUE, path)
-    with open(path, "ab") as f:
-        f.write(f"kerneye-evasion {path} {time.time_ns()}".encode())
-    return path
-
-
-def write(path: str, text: str = "secret\n", mode: int = 0o644) -> str:
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, mode)
-    return path
 
 
 # exec a program in several ways; prints the errno when the exec fails
@@ -107,23 +76,7 @@ def execer(how: str, path: str) -> tuple[int, str]:
     return r.returncode, r.stdout.strip()
 
 
-@pytest.fixture(scope="module")
-def fan_mod() -> Iterator[FanotifyEnforcer]:
-    enf = FanotifyEnforcer().start()
-    try:
-        yield enf
-    finally:
-        enf.close()
-
-
-@pytest.fixture
-def fan(fan_mod: FanotifyEnforcer) -> Iterator[FanotifyEnforcer]:
-    try:
-        yield fan_mod
-    finally:
-        for r in fan_mod.rules():
-            fan_mod.remove_rule(r.id)
-        fan_mod.get_decisions()
+fan_mod, fan = fanotify_fixtures("fan_mod", "fan")
 
 
 @pytest.fixture
@@ -291,31 +244,11 @@ def test_open_hard_link_out_of_a_directory_rule(fan: FanotifyEnforcer, d: str) -
 
 # --- connect deny (cgroup BPF) -------------------------------------------------------------
 
-def _remove_cgroup(path: str) -> None:
-    for _ in range(50):
-        try:
-            with open(os.path.join(path, "cgroup.procs")) as f:
-                for pid in f.read().split():
-                    try:
-                        with open(os.path.join(CGROUP2, "cgroup.procs"), "w") as g:
-                            g.write(pid)
-                    except OSError:
-                        pass
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"cannot remove {path}")
-
-
 @pytest.fixture(scope="module")
 def net() -> Iterator[tuple[object, str]]:
     from kerneye.enforce.cgroup_net import CgroupNetEnforcer
 
-    cg = os.path.join(CGROUP2, f"kerneye-evasion-{uuid.uuid4().hex[:8]}")
-    os.mkdir(cg)
+    cg = make_cgroup("kerneye-evasion")
     enf = None
     try:
         enf = CgroupNetEnforcer(cg).start()
@@ -323,7 +256,7 @@ def net() -> Iterator[tuple[object, str]]:
     finally:
         if enf is not None:
             enf.close()
-        _remove_cgroup(cg)
+        remove_cgroup(cg)
 
 
 @pytest.fixture
@@ -338,23 +271,8 @@ def netenf(net: tuple[object, str]) -> Iterator[tuple[object, str]]:
 
 @pytest.fixture(scope="module")
 def listeners() -> Iterator[dict[str, int]]:
-    socks = []
-
-    def listen(family: int, addr: str, kind: int = socket.SOCK_STREAM) -> int:
-        s = socket.socket(family, kind)
-        s.bind((addr, 0))
-        if kind == socket.SOCK_STREAM:
-            s.listen(16)
-        socks.append(s)
-        return int(s.getsockname()[1])
-
-    ports = {"tcp4": listen(socket.AF_INET, "127.0.0.1"), "tcp6": listen(socket.AF_INET6, "::1"),
-             "udp4": listen(socket.AF_INET, "127.0.0.1", socket.SOCK_DGRAM)}
-    try:
+    with listening("tcp4", "tcp6", "udp4") as ports:
         yield ports
-    finally:
-        for s in socks:
-            s.close()
 
 
 @needs_cgroup

@@ -21,12 +21,9 @@ import time
 from typing import Iterator
 
 import pytest
+from enfutil import ENFTRIG, ROOT, TRUE, enftrig, fanotify_fixtures, unique_true, wait_decisions, write
 
 from kerneye.enforce.fanotify import Decision, FanotifyEnforcer
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ENFTRIG = os.path.join(ROOT, "tests", "progs", ".output", "enftrig")
-TRUE = shutil.which("true") or "/bin/true"
 
 pytestmark = [
     pytest.mark.kernel,
@@ -36,46 +33,14 @@ pytestmark = [
 
 def trig(*ops: object) -> list[int]:
     """Run enftrig in a child process; one errno per op (0 = ok)."""
-    r = subprocess.run([ENFTRIG, *map(str, ops)], capture_output=True, text=True, timeout=20)
-    out = []
-    for line in r.stdout.splitlines():
-        parts = line.split()
-        if parts[1] in ("ok", "err"):
-            out.append(0 if parts[1] == "ok" else int(parts[2]))
-    return out
+    return enftrig(*ops, check=False)
 
 
 def sh(cmd: str) -> int:
     return subprocess.run(["bash", "-c", cmd], capture_output=True, timeout=20).returncode
 
 
-def wait_decisions(enf: FanotifyEnforcer, n: int = 1, timeout_s: float = 2.0) -> list[Decision]:
-    out: list[Decision] = []
-    deadline = time.monotonic() + timeout_s
-    while len(out) < n and time.monotonic() < deadline:
-        out += enf.get_decisions(0.1)
-    return out
-
-
-@pytest.fixture(scope="module")
-def enforcer_mod() -> Iterator[FanotifyEnforcer]:
-    enf = FanotifyEnforcer().start()
-    try:
-        yield enf
-    finally:
-        enf.close()
-
-
-@pytest.fixture
-def enf(enforcer_mod: FanotifyEnforcer) -> Iterator[FanotifyEnforcer]:
-    enforcer_mod.get_decisions()
-    try:
-        yield enforcer_mod
-    finally:
-        for r in enforcer_mod.rules():
-            enforcer_mod.remove_rule(r.id)
-        enforcer_mod.set_mode("enforce")
-        enforcer_mod.get_decisions()
+enforcer_mod, enf = fanotify_fixtures()
 
 
 @pytest.fixture
@@ -85,12 +50,6 @@ def d() -> Iterator[str]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def write(path: str, text: str = "secret\n") -> str:
-    with open(path, "w") as f:
-        f.write(text)
-    return path
 
 
 # --- open --------------------------------------------------------------------------
@@ -263,7 +222,7 @@ def test_exec_allowlist_on_a_mount_with_allow_cache(enf: FanotifyEnforcer, d: st
 _HOLDER = """
 import sys, time
 sys.path.insert(0, {src!r})
-from kerneye.enforce.fanotify import FanotifyEnforcer
+from kerneye.enforce.fanotify import Decision, FanotifyEnforcer
 enf = FanotifyEnforcer().start()
 enf.deny_open(1, {path!r})
 print("ready", flush=True)
@@ -445,14 +404,6 @@ def test_openflags_value_layout_matches_the_bpf_map(enf: FanotifyEnforcer, d: st
 def fdinfo_marks(fd: int) -> list[str]:
     with open(f"/proc/self/fdinfo/{fd}") as f:
         return [ln for ln in f if ln.startswith("fanotify ")]
-
-
-def unique_true(path: str) -> str:
-    """A working copy of true with content no other program on the host has."""
-    shutil.copy2(TRUE, path)
-    with open(path, "ab") as f:
-        f.write(f"kerneye-test {path} {time.time_ns()}".encode())
-    return path
 
 
 def test_exec_content_rule_denies_copies_anywhere(enf: FanotifyEnforcer, d: str) -> None:

@@ -15,18 +15,17 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from typing import Iterator
 
 import pytest
+from enfutil import CGROUP2, ENFTRIG, ROOT, assert_detached, bpftool_json, cgroup_enforcer_fixtures, enftrig, \
+    free_port, kill_all, listening, make_cgroup, parked, release, remove_cgroup, set_bin_match, wait_decisions
+from enfutil import cgroup, execve_map  # noqa: F401 (fixtures, used by name)
 
-from kerneye.enforce.cgroup_net import CgroupNetEnforcer, NetDecision, NetRule, release_pinned
+from kerneye.enforce.cgroup_net import CgroupNetEnforcer, NetRule, release_pinned
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ENFTRIG = os.path.join(ROOT, "tests", "progs", ".output", "enftrig")
 OBJ = os.path.join(ROOT, "bpf", ".output", "enforce_cgroup_net.bpf.o")
-CGROUP2 = "/sys/fs/cgroup/unified"
 
 pytestmark = [
     pytest.mark.kernel,
@@ -38,142 +37,21 @@ pytestmark = [
 ]
 
 
-# --- helpers ----------------------------------------------------------------
-
-def make_cgroup() -> str:
-    path = os.path.join(CGROUP2, f"kerneye-test-{uuid.uuid4().hex[:8]}")
-    os.mkdir(path)
-    return path
-
-
-def remove_cgroup(path: str) -> None:
-    """Move stragglers to the parent, then rmdir (retry: exit is async)."""
-    for _ in range(50):
-        try:
-            with open(os.path.join(path, "cgroup.procs")) as f:
-                pids = f.read().split()
-            for pid in pids:
-                try:
-                    with open(os.path.join(CGROUP2, "cgroup.procs"), "w") as f:
-                        f.write(pid)
-                except OSError:
-                    pass
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"cannot remove {path}")
-
+# --- helpers (shared ones in tests/enfutil.py) ----------------------------------
 
 def trig(cgroup: str | None, *ops: object) -> list[int]:
     """Run enftrig (inside cgroup if given); return one errno per op (0 = ok)."""
-    args = [ENFTRIG, *map(str, ops)]
-    if cgroup:
-        # join the cgroup before exec, so the trigger never runs outside it
-        args = ["bash", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, *args]
-    r = subprocess.run(args, capture_output=True, text=True, timeout=20)
-    assert r.returncode == 0, r.stderr
-    out = []
-    for line in r.stdout.splitlines():
-        parts = line.split()
-        out.append(0 if parts[1] == "ok" else int(parts[2]))
-    return out
+    return enftrig(*ops, cgroup=cgroup)
 
 
-def bpftool_json(*args: str) -> object:
-    import json
-    r = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True, timeout=20)
-    return json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else None
-
-
-def assert_detached(prog_ids: dict[str, int], cgroup: str | None = None) -> None:
-    """No program we loaded exists any more, and none is attached to cgroup."""
-    deadline = time.monotonic() + 5  # link and prog release are RCU-deferred
-    while True:
-        alive = [n for n, i in prog_ids.items() if bpftool_json("prog", "show", "id", str(i)) is not None]
-        attached = bpftool_json("cgroup", "show", cgroup) if cgroup else []
-        if not alive and not attached:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still loaded: {alive}; attached to {cgroup}: {attached}")
-        time.sleep(0.05)
-
-
-def wait_decisions(enf: CgroupNetEnforcer, n: int = 1, timeout_s: float = 2.0) -> list[NetDecision]:
-    out: list[NetDecision] = []
-    deadline = time.monotonic() + timeout_s
-    while len(out) < n and time.monotonic() < deadline:
-        out += enf.read_decisions(0.1)
-    return out
-
-
-# --- fixtures -----------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def cgroup() -> Iterator[str]:
-    path = make_cgroup()
-    try:
-        yield path
-    finally:
-        remove_cgroup(path)
-        assert not os.path.exists(path)
-
-
-@pytest.fixture(scope="module")
-def enforcer_mod(cgroup: str) -> Iterator[CgroupNetEnforcer]:
-    enf = CgroupNetEnforcer(cgroup).start()
-    ids = dict(enf.prog_ids)
-    try:
-        yield enf
-    finally:
-        enf.close()
-        assert_detached(ids, cgroup)
-
-
-@pytest.fixture
-def enf(enforcer_mod: CgroupNetEnforcer) -> Iterator[CgroupNetEnforcer]:
-    """The module's enforcer, with no rules, enforce mode and an empty ring."""
-    enforcer_mod.read_decisions()
-    try:
-        yield enforcer_mod
-    finally:
-        for r in enforcer_mod.rules():
-            enforcer_mod.remove_rule(r.id)
-        for s in range(4):
-            enforcer_mod.set_mode("enforce", s)
-        enforcer_mod.read_decisions()
+enforcer_mod, enf = cgroup_enforcer_fixtures(CgroupNetEnforcer)
 
 
 @pytest.fixture(scope="module")
 def listeners() -> Iterator[dict[str, int]]:
     """TCP on 127.0.0.1 (two ports) and ::1, UDP on 127.0.0.1: name -> port."""
-    socks = []
-
-    def listen(family: int, addr: str, kind: int = socket.SOCK_STREAM) -> int:
-        s = socket.socket(family, kind)
-        s.bind((addr, 0))
-        if kind == socket.SOCK_STREAM:
-            s.listen(64)
-        socks.append(s)
-        return s.getsockname()[1]
-
-    ports = {"tcp4": listen(socket.AF_INET, "127.0.0.1"), "tcp4b": listen(socket.AF_INET, "127.0.0.1"),
-             "tcp6": listen(socket.AF_INET6, "::1"), "udp4": listen(socket.AF_INET, "127.0.0.1", socket.SOCK_DGRAM)}
-    try:
+    with listening("tcp4", "tcp4b", "tcp6", "udp4") as ports:
         yield ports
-    finally:
-        for s in socks:
-            s.close()
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("0.0.0.0", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 # --- connect --------------------------------------------------------------------
@@ -397,39 +275,7 @@ def test_sigkill_of_the_enforcer(keep: bool, listeners: dict[str, int], tmp_path
 def _parked(cgroup: str, *ops: object) -> subprocess.Popen[str]:
     """enftrig in cgroup, held before exec until a line arrives on stdin, so
     that its tgid (bash's pid, kept across exec) is known in advance."""
-    args = ["bash", "-c", 'echo $$ > "$0/cgroup.procs" && read -r _ && exec "$@"', cgroup, ENFTRIG, *map(str, ops)]
-    return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _release(p: subprocess.Popen[str]) -> list[int]:
-    out, err = p.communicate("go\n", timeout=20)
-    assert p.returncode == 0, err
-    return [0 if ln.split()[1] == "ok" else int(ln.split()[2]) for ln in out.splitlines()]
-
-
-@pytest.fixture
-def execve_map() -> Iterator[int]:
-    """A stand-in for the base sensor's kerneye_execve_map (same layout)."""
-    import ctypes
-
-    from kerneye.abi._generated import ExecveMapValue
-    from kerneye.bpf import maps
-    fd = maps.create(maps.BPF_MAP_TYPE_HASH, 4, ctypes.sizeof(ExecveMapValue), 64, "kerneye_test_em")
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-def _set_bin_match(fd: int, tgid: int, bin_match: int) -> None:
-    import ctypes
-
-    from kerneye.abi._generated import ExecveMapValue
-    from kerneye.bpf import maps
-    v = ExecveMapValue()
-    v.key.pid = tgid
-    v.bin_match = bin_match
-    maps.update(fd, ctypes.c_uint32(tgid), v)
+    return parked([ENFTRIG, *map(str, ops)], cgroup)
 
 
 @pytest.mark.parametrize("bin_not", [False, True], ids=["bin", "bin-not"])
@@ -442,9 +288,9 @@ def test_rule_applies_only_to_matching_binaries(bin_not: bool, execve_map: int, 
             enf.add_rule(NetRule(id=61, cidrs=["127.0.0.0/8"], bin_mask=0b100, bin_not=bin_not))
             marked = _parked(cg, "connect4", "127.0.0.1", p)
             other = _parked(cg, "connect4", "127.0.0.1", p)  # absent from the map: bin_match 0
-            _set_bin_match(execve_map, marked.pid, 0b110)
-            _set_bin_match(execve_map, os.getpid(), 0b001)  # a third slot: irrelevant to the rule
-            got_marked, got_other = _release(marked), _release(other)
+            set_bin_match(execve_map, marked.pid, 0b110)
+            set_bin_match(execve_map, os.getpid(), 0b001)  # a third slot: irrelevant to the rule
+            got_marked, got_other = release(marked), release(other)
             if bin_not:
                 assert (got_marked, got_other) == ([0], [errno.EPERM])
             else:
@@ -452,10 +298,7 @@ def test_rule_applies_only_to_matching_binaries(bin_not: bool, execve_map: int, 
             (d,) = wait_decisions(enf)
             assert d.rule_id == 61 and d.tgid == (other.pid if bin_not else marked.pid)
     finally:
-        for c in (marked, other):
-            if c and c.poll() is None:
-                c.kill()
-                c.wait()
+        kill_all([marked, other])
         remove_cgroup(cg)
 
 

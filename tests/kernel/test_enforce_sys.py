@@ -8,23 +8,23 @@ that is allowed changes nothing outside the trigger.
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
-from typing import Iterator
 
 import pytest
+from enfutil import CGROUP2, ROOT, assert_detached, bpftool_json, cgroup_enforcer_fixtures, kill_all, make_cgroup, \
+    remove_cgroup, run_trigger, set_bin_match, wait_decisions
+from enfutil import cgroup, execve_map  # noqa: F401 (fixtures, used by name)
+from enfutil import parked as _parked
+from enfutil import release
 
-from kerneye.enforce.cgroup_sys import CgroupSysEnforcer, DeviceRule, SysctlRule, SysDecision, release_pinned
+from kerneye.enforce.cgroup_sys import CgroupSysEnforcer, DeviceRule, SysctlRule, release_pinned
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OBJ = os.path.join(ROOT, "bpf", ".output", "enforce_cgroup_sys.bpf.o")
-CGROUP2 = "/sys/fs/cgroup/unified"
 
 pytestmark = [
     pytest.mark.kernel,
@@ -70,93 +70,23 @@ sys.stdout.flush()
 """
 
 
-# --- helpers ----------------------------------------------------------------
+# --- helpers (shared ones in tests/enfutil.py) ----------------------------------
 
-def make_cgroup() -> str:
-    path = os.path.join(CGROUP2, f"kerneye-test-{uuid.uuid4().hex[:8]}")
-    os.mkdir(path)
-    return path
-
-
-def remove_cgroup(path: str) -> None:
-    """Move stragglers to the parent, then rmdir (retry: exit is async)."""
-    for _ in range(50):
-        try:
-            with open(os.path.join(path, "cgroup.procs")) as f:
-                pids = f.read().split()
-            for pid in pids:
-                try:
-                    with open(os.path.join(CGROUP2, "cgroup.procs"), "w") as f:
-                        f.write(pid)
-                except OSError:
-                    pass
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"cannot remove {path}")
-
-
-def _argv(cgroup: str | None, ops: tuple[object, ...], park: bool = False) -> list[str]:
-    args = ["unshare", "-u", sys.executable, "-S", "-c", TRIGGER, *map(str, ops)]
-    if cgroup:
-        # join the cgroup before exec; `unshare -u` execs without forking, so
-        # the trigger keeps the shell's pid (and tgid)
-        wait = " && read -r _" if park else ""
-        args = ["bash", "-c", f'echo $$ > "$0/cgroup.procs"{wait} && exec "$@"', cgroup, *args]
-    return args
-
-
-def _parse(out: str) -> list[int]:
-    return [0 if ln.split()[1] == "ok" else int(ln.split()[2]) for ln in out.splitlines()]
+def _argv(ops: tuple[object, ...]) -> list[str]:
+    # `unshare -u` execs without forking, so the trigger keeps the pid (and
+    # tgid) of the shell that joined the cgroup
+    return ["unshare", "-u", sys.executable, "-S", "-c", TRIGGER, *map(str, ops)]
 
 
 def trig(cgroup: str | None, *ops: object) -> list[int]:
     """Run the trigger (inside cgroup if given); one errno per op (0 = ok)."""
-    r = subprocess.run(_argv(cgroup, ops), capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    return _parse(r.stdout)
+    return run_trigger(_argv(ops), cgroup, timeout=30)
 
 
 def parked(cgroup: str, *ops: object) -> subprocess.Popen[str]:
     """The trigger in cgroup, held before exec until release(): its tgid is
     known before it acts."""
-    return subprocess.Popen(_argv(cgroup, ops, park=True), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def release(p: subprocess.Popen[str]) -> list[int]:
-    out, err = p.communicate("go\n", timeout=30)
-    assert p.returncode == 0, err
-    return _parse(out)
-
-
-def bpftool_json(*args: str) -> object:
-    import json
-    r = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True, timeout=20)
-    return json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else None
-
-
-def assert_detached(prog_ids: dict[str, int], cgroup: str) -> None:
-    deadline = time.monotonic() + 5  # link and prog release are RCU-deferred
-    while True:
-        alive = [n for n, i in prog_ids.items() if bpftool_json("prog", "show", "id", str(i)) is not None]
-        attached = bpftool_json("cgroup", "show", cgroup)
-        if not alive and not attached:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still loaded: {alive}; attached to {cgroup}: {attached}")
-        time.sleep(0.05)
-
-
-def wait_decisions(enf: CgroupSysEnforcer, n: int = 1, timeout_s: float = 2.0) -> list[SysDecision]:
-    out: list[SysDecision] = []
-    deadline = time.monotonic() + timeout_s
-    while len(out) < n and time.monotonic() < deadline:
-        out += enf.read_decisions(0.1)
-    return out
+    return _parked(_argv(ops), cgroup)
 
 
 DOMAIN = "kernel/domainname"
@@ -166,39 +96,7 @@ R = ("sysctl_read", DOMAIN)
 
 # --- fixtures -----------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def cgroup() -> Iterator[str]:
-    path = make_cgroup()
-    try:
-        yield path
-    finally:
-        remove_cgroup(path)
-        assert not os.path.exists(path)
-
-
-@pytest.fixture(scope="module")
-def enforcer_mod(cgroup: str) -> Iterator[CgroupSysEnforcer]:
-    enf = CgroupSysEnforcer(cgroup).start()
-    ids = dict(enf.prog_ids)
-    try:
-        yield enf
-    finally:
-        enf.close()
-        assert_detached(ids, cgroup)
-
-
-@pytest.fixture
-def enf(enforcer_mod: CgroupSysEnforcer) -> Iterator[CgroupSysEnforcer]:
-    """The module's enforcer with no rules, enforce mode, an empty ring."""
-    enforcer_mod.read_decisions()
-    try:
-        yield enforcer_mod
-    finally:
-        for r in enforcer_mod.rules():
-            enforcer_mod.remove_rule(r.id)
-        for s in range(4):
-            enforcer_mod.set_mode("enforce", s)
-        enforcer_mod.read_decisions()
+enforcer_mod, enf = cgroup_enforcer_fixtures(CgroupSysEnforcer)
 
 
 # --- sysctl ---------------------------------------------------------------------
@@ -294,27 +192,6 @@ def test_type_filter(enf: CgroupSysEnforcer, cgroup: str) -> None:
 
 # --- "for these binaries" ----------------------------------------------------------
 
-@pytest.fixture
-def execve_map() -> Iterator[int]:
-    """A stand-in for the base sensor's kerneye_execve_map (same layout)."""
-    from kerneye.abi._generated import ExecveMapValue
-    from kerneye.bpf import maps
-    fd = maps.create(maps.BPF_MAP_TYPE_HASH, 4, ctypes.sizeof(ExecveMapValue), 64, "kerneye_test_em")
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-def _set_bin_match(fd: int, tgid: int, bin_match: int) -> None:
-    from kerneye.abi._generated import ExecveMapValue
-    from kerneye.bpf import maps
-    v = ExecveMapValue()
-    v.key.pid = tgid
-    v.bin_match = bin_match
-    maps.update(fd, ctypes.c_uint32(tgid), v)
-
-
 def test_bin_mask_on_sysctl_and_device_rules(execve_map: int) -> None:
     cg = make_cgroup()
     kids: list[subprocess.Popen[str]] = []
@@ -324,16 +201,13 @@ def test_bin_mask_on_sysctl_and_device_rules(execve_map: int) -> None:
             enf.add_device_rule(DeviceRule.parse(21, "c 1:5 r", bin_mask=0b10, bin_not=True))
             ops = (*W, "open", "/dev/zero", "r")
             kids = [parked(cg, *ops), parked(cg, *ops)]
-            _set_bin_match(execve_map, kids[0].pid, 0b11)  # kids[1] is absent: bin_match 0
+            set_bin_match(execve_map, kids[0].pid, 0b11)  # kids[1] is absent: bin_match 0
             assert release(kids[0]) == [errno.EPERM, 0]
             assert release(kids[1]) == [0, errno.EPERM]
             ds = wait_decisions(enf, 2)
             assert sorted((d.rule_id, d.tgid) for d in ds) == [(20, kids[0].pid), (21, kids[1].pid)]
     finally:
-        for k in kids:
-            if k.poll() is None:
-                k.kill()
-                k.wait()
+        kill_all(kids)
         remove_cgroup(cg)
 
 

@@ -1,8 +1,12 @@
 """Boot Debian's kernel in a qemu (TCG) VM over the host's root file system
-and run the guest tests (tests/vm/) there, where BPF-LSM works.
+and run the guest tests there, where BPF-LSM works: tests/vm/ (the LSM back
+end) and tests/kernel/test_enforce_agent.py (the agent's enforcement, the
+same file the host runs), in one boot.
 
-    python tests/vm/run.py            # run tests/vm/ in the VM, exit with pytest's status
+    python tests/vm/run.py            # run both in the VM, exit with pytest's status
     python tests/vm/run.py -- -k exec # extra pytest arguments after --
+    python tests/vm/run.py --paths tests/vm      # only these test paths
+    python tests/vm/run.py --env KERNEYE_BPF_LIB=/var/tmp/objs   # environment for the guest
     python tests/vm/run.py --cmd 'bpftool prog list'   # any command, as root in the guest
 
 How it works (docs/reference/vm-tests.md has the details and real output):
@@ -15,8 +19,9 @@ How it works (docs/reference/vm-tests.md has the details and real output):
    only, and the temp directory's out/ read-write.
 3. The initramfs mounts the shares, puts a tmpfs on /tmp and switch_roots
    into the host's root running out/stage2.sh, which mounts proc/sys/bpffs/
-   securityfs/tracefs/cgroup2, runs pytest on tests/vm/ with a junit report
-   into out/ and powers the VM off.
+   securityfs/tracefs, cgroup2 at /sys/fs/cgroup/unified, brings lo up, runs
+   pytest on the test paths with a junit report into out/ and powers the VM
+   off.
 4. The host reads out/rc and out/junit.xml. On timeout or failure the
    console log is kept (its path is printed); the qemu process, which this
    module started, is killed by its pid; the temp directory is removed.
@@ -36,7 +41,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUSYBOX = "/bin/busybox"
@@ -44,7 +50,13 @@ LSM = "lockdown,capability,landlock,bpf"
 # modules the initramfs needs to reach the 9p root (Debian builds them as =m)
 ROOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
 GUEST_OUT = "/tmp/kerneye-vm"  # where out/ appears inside the guest
-DEFAULT_TIMEOUT = 600.0
+DEFAULT_TIMEOUT = 900.0
+#: what the guest runs by default (one boot; TCG makes every boot and every
+#: Python start-up expensive)
+DEFAULT_PATHS = ("tests/vm", "tests/kernel/test_enforce_agent.py")
+#: host variables handed on to the guest when set (paths must be outside
+#: /tmp, which is the guest's own tmpfs)
+FORWARD_ENV = ("KERNEYE_BPF_LIB",)
 
 
 @dataclass
@@ -55,6 +67,37 @@ class VmResult:
     seconds: float
     timed_out: bool
     console_path: str | None  # kept on failure
+
+    def tests(self) -> list["GuestTest"]:
+        return guest_tests(self.junit) if self.junit else []
+
+
+@dataclass
+class GuestTest:
+    """One test case of the guest's junit report."""
+
+    file: str        # the junit classname, e.g. tests.kernel.test_enforce_agent
+    name: str        # e.g. test_agent_killed_with_sigkill[default]
+    outcome: str     # passed | failed | error | skipped
+    message: str     # failure/skip message, lines joined with " | ", at most 600 characters
+    properties: dict[str, str] = field(default_factory=dict)  # record_property() values
+
+
+def guest_tests(junit: str) -> list[GuestTest]:
+    root = ET.fromstring(junit)
+    out = []
+    for case in root.iter("testcase"):
+        outcome, message = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            el = case.find(tag)
+            if el is not None:
+                outcome = "failed" if tag == "failure" else tag
+                lines = [ln.strip() for ln in (el.get("message") or el.text or "").splitlines() if ln.strip()]
+                message = " | ".join(lines)[:600]
+                break
+        props = {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+        out.append(GuestTest(case.get("classname", ""), case.get("name", ""), outcome, message, props))
+    return out
 
 
 def find_kernel() -> tuple[str, str] | None:
@@ -181,11 +224,13 @@ def _build_initramfs(work: str, mods_dir: str) -> str:
 
 
 def run_vm(pytest_args: list[str] | None = None, timeout: float = DEFAULT_TIMEOUT, memory_mb: int = 2048,
-           cpus: int = 2, keep_console_dir: str | None = None, guest_cmd: list[str] | None = None) -> VmResult:
-    """Boot the VM, run pytest on tests/vm/ (plus pytest_args) inside, or
+           cpus: int = 2, keep_console_dir: str | None = None, guest_cmd: list[str] | None = None,
+           paths: tuple[str, ...] | list[str] = DEFAULT_PATHS, guest_env: dict[str, str] | None = None) -> VmResult:
+    """Boot the VM, run pytest on paths (plus pytest_args) inside, or
     guest_cmd instead (run from the repository root; its output is in the
-    console), and collect the result. Never leaves qemu running or the temp
-    dir behind."""
+    console), and collect the result. guest_env is exported in the guest
+    (with the FORWARD_ENV variables the host has). Never leaves qemu running
+    or the temp dir behind."""
     reason = skip_reason()
     if reason:
         raise RuntimeError(reason)
@@ -203,10 +248,13 @@ def run_vm(pytest_args: list[str] | None = None, timeout: float = DEFAULT_TIMEOU
     try:
         initrd = _build_initramfs(work, mods_dir)
         py = os.path.join(ROOT, ".venv", "bin", "python")
-        cmd = guest_cmd or [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/vm",
+        cmd = guest_cmd or [py, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *paths,
                             f"--junitxml={GUEST_OUT}/junit.xml", *(pytest_args or [])]
+        genv = {k: os.environ[k] for k in FORWARD_ENV if os.environ.get(k)}
+        genv.update(guest_env or {})
+        exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in genv.items())
         with open(os.path.join(out, "stage2.sh"), "w") as f:
-            f.write(STAGE2.format(root=shlex.quote(ROOT), out=GUEST_OUT, cmd=shlex.join(cmd)))
+            f.write(STAGE2.format(root=shlex.quote(ROOT), out=GUEST_OUT, cmd=exports + shlex.join(cmd)))
         append = (f"console=ttyS0 rdinit=/init lsm={LSM} panic=-1 oops=panic loglevel=4 "
                   "mitigations=off nokaslr tsc=reliable")
         argv = [
@@ -263,14 +311,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
     ap.add_argument("--console", action="store_true", help="print the whole console log")
     ap.add_argument("--cmd", help="run this shell command in the guest instead of pytest")
+    ap.add_argument("--paths", nargs="+", default=list(DEFAULT_PATHS), help="test paths to run in the guest")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="export in the guest")
     ap.add_argument("pytest_args", nargs="*")
     a = ap.parse_args(argv)
     reason = skip_reason()
     if reason:
         print(f"kerneye-vm: cannot run: {reason}", file=sys.stderr)
         return 2
-    r = run_vm(a.pytest_args, timeout=a.timeout, guest_cmd=["/bin/sh", "-c", a.cmd] if a.cmd else None)
+    genv = dict(e.split("=", 1) for e in a.env if "=" in e)
+    r = run_vm(a.pytest_args, timeout=a.timeout, guest_cmd=["/bin/sh", "-c", a.cmd] if a.cmd else None,
+               paths=a.paths, guest_env=genv)
     print(r.console if a.console or r.rc != 0 else r.console[r.console.find("kerneye-vm: stage2"):])
+    for t in r.tests():
+        for k, v in t.properties.items():
+            print(f"kerneye-vm: {t.name}: {k}: {v}")
     status = "timed out" if r.timed_out else f"pytest rc={r.rc}"
     print(f"kerneye-vm: {status} after {r.seconds:.1f}s" + (f"; console kept at {r.console_path}" if r.console_path else ""))
     return 0 if r.rc == 0 else 1

@@ -38,6 +38,22 @@ def probe(bpf_dir: str, backend: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=None)
+def rawtp_cookie(bpf_dir: str) -> str | None:
+    """None if raw_tp programs may read their attach cookie (the generic
+    sensor's raw tracepoint hooks need it; v6.10+), else why not."""
+    path = os.path.join(bpf_dir, "probe_rawtp_cookie.bpf.o")
+    if not os.path.exists(path):
+        return f"probe object {path} missing (make -C bpf)"
+    try:
+        with LoadedObject(ObjectSpec(path)):
+            pass
+    except KerneyeError:
+        return ("raw tracepoint hooks are unavailable on this kernel: raw_tp programs cannot read their attach "
+                "cookie (Linux 6.10+); use the tracepoint's regular (non-raw) form")
+    return None
+
+
 def summary(bpf_dir: str) -> dict[str, str]:
     """{backend: "available" | reason} for status output."""
     return {b: (probe(bpf_dir, b) or "available") for b in BACKENDS}

@@ -41,16 +41,16 @@ from __future__ import annotations
 
 import ctypes
 import os
-import threading
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from .. import config
-from ..bpf import features, libbpf, maps
+from ..bpf import features, maps
 from ..bpf.objects import LoadedObject, ObjectSpec
-from ..bpf.ringbuf import RingBuffer
-from ..errors import BpfError, KerneyeError
+from ..errors import KerneyeError
 from . import _abi as A
+from ._bpfenforcer import EXECVE_MAP, BpfEnforcer, pin_link, sync_masks
+from ._bpfenforcer import release_pinned as _release_pinned
 from .netrules import EnforceError
 
 __all__ = ["LsmEnforcer", "LsmRule", "LsmDecision", "EnforceError", "release_pinned", "PIN_DIR"]
@@ -221,18 +221,6 @@ class LsmDecision:
 
 # --- helpers ----------------------------------------------------------------
 
-def _libbpf_fn(name: str, res: object, args: list[object]):  # type: ignore[no-untyped-def]
-    f = getattr(libbpf.lib(), name)
-    f.restype, f.argtypes = res, args
-    return f
-
-
-def _pin(fd: int, path: str) -> None:
-    rc = _libbpf_fn("bpf_obj_pin", ctypes.c_int, [ctypes.c_int, ctypes.c_char_p])(fd, path.encode())
-    if rc:
-        raise BpfError(f"cannot pin at {path}: {libbpf.strerror(rc)}", -rc)
-
-
 def _mount_securityfs() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mount(b"securityfs", b"/sys/kernel/security", b"securityfs", 0, None)
@@ -241,19 +229,7 @@ def _mount_securityfs() -> None:
 def release_pinned(pin_dir: str = PIN_DIR) -> bool:
     """Remove what keep_on_exit left under pin_dir: the programs detach once
     no process holds them. Returns False if there was nothing."""
-    if not os.path.isdir(pin_dir):
-        return False
-    for name in os.listdir(pin_dir):
-        os.unlink(os.path.join(pin_dir, name))
-    os.rmdir(pin_dir)
-    parent = os.path.dirname(os.path.abspath(pin_dir))
-    while parent.startswith("/sys/fs/bpf/kerneye"):  # empty parents we created
-        try:
-            os.rmdir(parent)
-        except OSError:
-            break
-        parent = os.path.dirname(parent)
-    return True
+    return _release_pinned(pin_dir)
 
 
 def _kernel_has_path_hooks() -> bool:
@@ -267,14 +243,24 @@ def _kernel_has_path_hooks() -> bool:
 
 # --- the enforcer -----------------------------------------------------------
 
-class LsmEnforcer:
+class LsmEnforcer(BpfEnforcer[LsmRule, LsmDecision]):
     """BPF-LSM rules for the whole host.
 
     Rules may be added before start() (installed at start) or after (live).
-    Adding a rule with an id in use replaces that rule. Thread-safety: rule
+    Adding a rule with an id in use replaces that rule. Life cycle, slots
+    and reading are BpfEnforcer's (_bpfenforcer.py). Thread-safety: rule
     changes are serialised by a lock; read_decisions is for one consumer
     thread. close() is idempotent.
     """
+
+    MAPS = MAPS
+    MAP_PREFIX = "kerneye_lsm"
+    RULE_STRUCT = A.EnfLsmRule
+    STATS = (A.EnfStat.DENIED, A.EnfStat.MONITORED, A.EnfStat.RB_LOST)
+    MAX_RULES = A.ENF_LSM_MAX_RULES
+    WHAT = "BPF-LSM enforcement"
+    WHAT_RULES = "BPF-LSM rules"
+    NOT_STARTED = "the BPF-LSM enforcer is not started"
 
     def __init__(self, *, mode: str = "enforce", bpf_dir: str | None = None, keep_on_exit: bool = False,
                  pin_dir: str = PIN_DIR, execve_map_fd: int | None = None) -> None:
@@ -286,15 +272,13 @@ class LsmEnforcer:
         self.keep_on_exit = keep_on_exit
         self.pin_dir = pin_dir
         self.execve_map_fd = execve_map_fd
-        self._rules: dict[int, tuple[int, LsmRule]] = {}  # id -> (slot, rule); slot -1 before start
+        self._init_state()
+        self.programs: list[str] = []
+
+    def _init_maps(self) -> None:
         self._inodes: dict[tuple[int, int, int], int] = {}  # (dev, ino, kind) -> slot mask, as in the map
         self._tasks: dict[int, int] = {}  # tgid -> slot mask, as in the map
         self._kind_mask = [0] * int(A.EnfLsmKind.MAX)
-        self._next_slot = 0
-        self._lock = threading.Lock()
-        self._obj: LoadedObject | None = None
-        self._rb: RingBuffer | None = None
-        self.programs: list[str] = []
 
     # availability
 
@@ -320,75 +304,39 @@ class LsmEnforcer:
             return f"BPF object {os.path.join(bpf_dir, OBJECT)} is missing; build it with `make -C bpf`"
         return features.probe(bpf_dir, "lsm")
 
-    # life cycle
+    # life cycle (start() and close() are BpfEnforcer's)
 
-    def start(self) -> "LsmEnforcer":
-        """Load, write the rules, then attach every program."""
-        if self._obj is not None:
-            return self
+    def _preflight(self) -> None:
         reason = self.available(self.bpf_dir)
         if reason:
             raise EnforceError(f"cannot start BPF-LSM enforcement: {reason}")
-        if self.keep_on_exit and os.path.isdir(self.pin_dir) and os.listdir(self.pin_dir):
-            raise EnforceError(f"BPF-LSM enforcement is already pinned at {self.pin_dir} (an earlier agent used "
-                               "keep_on_exit); remove it with release_pinned() or `rm -r` first")
+
+    def _load(self) -> LoadedObject:
         spec = ObjectSpec(self.obj_path)
         if self.execve_map_fd is not None:
-            spec.reuse_maps["kerneye_execve_map"] = self.execve_map_fd
+            spec.reuse_maps[EXECVE_MAP] = self.execve_map_fd
         self.programs = list(PROGRAMS)
         if not _kernel_has_path_hooks():
             self.programs = [p for p in self.programs if p not in _PATH_PROGRAMS]
             spec.autoload.update({p: False for p in _PATH_PROGRAMS})
         try:
-            obj = LoadedObject(spec)
+            return LoadedObject(spec)
         except KerneyeError as e:
             raise EnforceError(f"cannot load the BPF-LSM programs: {e}") from None
-        try:
-            self._obj = obj
-            with self._lock:
-                pending = [r for _, r in self._rules.values()]
-                self._rules.clear()
-                for r in pending:
-                    self._install(r)
+
+    def _pinned_maps(self) -> Iterable[str]:
+        # a private process map is pinned too: the pinned programs use it
+        return MAPS if self.execve_map_fd is not None else MAPS + (EXECVE_MAP,)
+
+    def _attach(self, obj: LoadedObject) -> None:
+        for p in self.programs:
+            link = obj.attach(p)
             if self.keep_on_exit:
-                os.makedirs(self.pin_dir, exist_ok=True)
-                names = MAPS if self.execve_map_fd is not None else MAPS + ("kerneye_execve_map",)
-                for name in names:
-                    _pin(obj.map_fd(name), os.path.join(self.pin_dir, name))
-            pin_link = _libbpf_fn("bpf_link__pin", ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p])
-            for p in self.programs:
-                link = obj.attach(p)
-                if self.keep_on_exit:
-                    path = os.path.join(self.pin_dir, p)
-                    rc = pin_link(link._ptr, path.encode())  # noqa: SLF001 (objects.Link has no pin method)
-                    if rc:
-                        raise BpfError(f"cannot pin {p} at {path}: {libbpf.strerror(rc)}", -rc)
-            self._rb = RingBuffer(obj.map_fd("kerneye_lsm_rb"), obj.map_max_entries("kerneye_lsm_rb"))
-        except BaseException as e:
-            self._obj = None
-            obj.close()
-            if self.keep_on_exit:
-                release_pinned(self.pin_dir)
-            if isinstance(e, KerneyeError) and not isinstance(e, EnforceError):
-                raise EnforceError(f"cannot start BPF-LSM enforcement: {e}") from None
-            raise
-        return self
+                pin_link(link, p, os.path.join(self.pin_dir, p))
 
-    def close(self) -> None:
-        """Detach everything (with keep_on_exit the pinned links stay and
-        only this process's handles go)."""
-        if self._rb is not None:
-            self._rb.close()
-            self._rb = None
-        if self._obj is not None:
-            self._obj.close()
-            self._obj = None
-
-    def __enter__(self) -> "LsmEnforcer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _start_failed(self, e: BaseException) -> None:
+        if isinstance(e, KerneyeError) and not isinstance(e, EnforceError):
+            raise EnforceError(f"cannot start BPF-LSM enforcement: {e}") from None
 
     @property
     def started(self) -> bool:
@@ -455,27 +403,8 @@ class LsmEnforcer:
         """Add (or replace, by id) a rule; live if started."""
         rule.validate()
         rule.resolve()
-        with self._lock:
-            if self._obj is None:
-                self._rules[rule.id] = (-1, rule)
-                return rule
-            if rule.id in self._rules:
-                self._uninstall(rule.id)
-            self._install(rule)
+        self._add(rule)
         return rule
-
-    def remove_rule(self, rule_id: int) -> bool:
-        with self._lock:
-            if rule_id not in self._rules:
-                return False
-            if self._obj is None:
-                del self._rules[rule_id]
-            else:
-                self._uninstall(rule_id)
-            return True
-
-    def rules(self) -> list[LsmRule]:
-        return [r for _, r in self._rules.values()]
 
     def set_mode(self, mode: str) -> None:
         """The mode of every rule added with mode=None; live."""
@@ -490,29 +419,8 @@ class LsmEnforcer:
                 if r.mode is None:
                     maps.update(fd, ctypes.c_uint32(slot), r.to_struct(MODES[mode]))
 
-    def _free_slot(self) -> int:
-        """Round robin over free slots, so that a slot just freed is reused as
-        late as possible (a program may still be walking its old mask)."""
-        used = {slot for slot, _ in self._rules.values()}
-        for i in range(A.ENF_LSM_MAX_RULES):
-            s = (self._next_slot + i) % A.ENF_LSM_MAX_RULES
-            if s not in used:
-                self._next_slot = s + 1
-                return s
-        raise EnforceError(f"too many BPF-LSM rules (the kernel side holds {A.ENF_LSM_MAX_RULES})")
-
-    def _install(self, rule: LsmRule) -> None:
-        assert self._obj is not None
-        slot = self._free_slot()
-        maps.update(self._obj.map_fd("kerneye_lsm_rules"), ctypes.c_uint32(slot), rule.to_struct(MODES[self.mode]))
-        self._rules[rule.id] = (slot, rule)
-        self._sync(adding=True)
-
-    def _uninstall(self, rule_id: int) -> None:
-        assert self._obj is not None
-        slot, _ = self._rules.pop(rule_id)
-        self._sync(adding=False)
-        maps.update(self._obj.map_fd("kerneye_lsm_rules"), ctypes.c_uint32(slot), A.EnfLsmRule())
+    def _rule_struct(self, rule: LsmRule) -> A.EnfLsmRule:
+        return rule.to_struct(MODES[self.mode])
 
     def _sync(self, adding: bool) -> None:
         """Bring the inode map, the task map and the kind masks in line with
@@ -548,20 +456,9 @@ class LsmEnforcer:
 
     def _sync_entries(self, inodes: dict[tuple[int, int, int], int], tasks: dict[int, int]) -> None:
         assert self._obj is not None
-        fd = self._obj.map_fd("kerneye_lsm_inodes")
-        for (dev, ino, kind), m in inodes.items():
-            if self._inodes.get((dev, ino, kind)) != m:
-                maps.update(fd, A.EnfLsmInodeKey(ino=ino, dev=dev, kind=kind), ctypes.c_uint64(m))
-        for dev, ino, kind in set(self._inodes) - set(inodes):
-            maps.delete(fd, A.EnfLsmInodeKey(ino=ino, dev=dev, kind=kind))
-        self._inodes = inodes
-        fd = self._obj.map_fd("kerneye_lsm_tasks")
-        for t, m in tasks.items():
-            if self._tasks.get(t) != m:
-                maps.update(fd, ctypes.c_uint32(t), ctypes.c_uint64(m))
-        for t in set(self._tasks) - set(tasks):
-            maps.delete(fd, ctypes.c_uint32(t))
-        self._tasks = tasks
+        self._inodes = sync_masks(self._obj.map_fd("kerneye_lsm_inodes"), self._inodes, inodes,
+                                  lambda k: A.EnfLsmInodeKey(ino=k[1], dev=k[0], kind=k[2]))
+        self._tasks = sync_masks(self._obj.map_fd("kerneye_lsm_tasks"), self._tasks, tasks, ctypes.c_uint32)
 
     # reading
 
@@ -571,29 +468,9 @@ class LsmEnforcer:
             out.update(r.inodes)
         return out
 
-    def read_decisions(self, timeout_s: float = 0.0) -> list[LsmDecision]:
-        """Decisions reported since the last call; waits up to timeout_s for
-        the first one."""
-        if self._rb is None:
-            raise EnforceError("the BPF-LSM enforcer is not started")
-        recs = self._rb.drain()
-        if not recs and timeout_s > 0:
-            self._rb.wait(timeout_s)
-            recs = self._rb.drain()
+    def _decode(self, recs: list[bytes]) -> list[LsmDecision]:
         paths = self._known_paths()
         return [LsmDecision.decode(r, paths) for r in recs]
-
-    def iter_decisions(self, stop: threading.Event, poll_s: float = 0.2) -> Iterator[LsmDecision]:
-        while not stop.is_set():
-            yield from self.read_decisions(poll_s)
-
-    def stats(self) -> dict[str, int]:
-        """{"denied", "monitored", "rb_lost"}: per-CPU counters summed."""
-        if self._obj is None:
-            return {}
-        fd = self._obj.map_fd("kerneye_lsm_stats")
-        return {s.name.lower(): maps.percpu_sum_u64(fd, int(s))
-                for s in (A.EnfStat.DENIED, A.EnfStat.MONITORED, A.EnfStat.RB_LOST)}
 
 
 def _paths(p: str | Iterable[str]) -> list[str]:

@@ -9,7 +9,7 @@ import ctypes
 import ipaddress
 import socket
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 from ..errors import KerneyeError
 from . import _abi as A
@@ -87,36 +87,52 @@ class NetRule:
         return out
 
     def to_struct(self) -> A.EnfNetRule:
-        if self.action not in ("deny", "allow"):
-            raise EnforceError(f"rule {self.id}: action must be 'deny' or 'allow', not {self.action!r}")
+        check_action(self)
         unknown = set(self.hooks) - set(HOOK_NAMES)
         if unknown or not self.hooks:
             raise EnforceError(f"rule {self.id}: hooks must be among {sorted(HOOK_NAMES)}, got {self.hooks!r}")
         lo, hi = self.ports if self.ports is not None else (0, 65535)
         if not 0 <= lo <= hi <= 65535:
             raise EnforceError(f"rule {self.id}: bad port range {self.ports!r}")
-        if not 0 <= self.ruleset < A.ENF_NET_MAX_SETS:
-            raise EnforceError(f"rule {self.id}: ruleset must be 0..{A.ENF_NET_MAX_SETS - 1}")
-        if not 0 <= self.id < 2**32 or not 0 <= self.priority < 2**32:
-            raise EnforceError(f"rule {self.id}: id and priority are u32")
-        if not 0 <= self.err < 4096:
-            raise EnforceError(f"rule {self.id}: err must be an errno number")
-        check_bin_mask(self.id, self.bin_mask, self.bin_not)
+        check_common(self, A.ENF_NET_MAX_SETS)
         r = A.EnfNetRule()
-        r.id = self.id
-        r.priority = self.priority
-        r.action = A.EnfAction.DENY if self.action == "deny" else A.EnfAction.ALLOW
-        r.set = self.ruleset
+        fill_common(r, self)
         r.proto = _lookup(PROTOS, self.proto, "proto", self.id)
         r.sock_type = _lookup(SOCK_TYPES, self.sock_type, "sock_type", self.id)
         r.family = _lookup(FAMILIES, self.family, "family", self.id)
         r.port_lo, r.port_hi = lo, hi
         r.hooks = sum(int(HOOK_NAMES[h]) for h in set(self.hooks))
-        r.err = self.err
-        r.flags = A.EnfRuleFlag.USED | (A.EnfRuleFlag.REPORT if self.report else 0) | \
-            (A.EnfRuleFlag.BIN_NOT if self.bin_not else 0)
-        r.bin_mask = self.bin_mask
         return r
+
+
+# --- what every cgroup rule type (NetRule, sysrules' SysctlRule and
+# DeviceRule) has: id, action, priority, ruleset, err, report, bin_mask,
+# bin_not; checked and written the same way ------------------------------------
+
+def check_action(rule: Any) -> None:
+    if rule.action not in ("deny", "allow"):
+        raise EnforceError(f"rule {rule.id}: action must be 'deny' or 'allow', not {rule.action!r}")
+
+
+def check_common(rule: Any, max_sets: int) -> None:
+    """ruleset, id, priority, err and the binary qualifier (the action is
+    check_action's, which each rule type calls first)."""
+    if not 0 <= rule.ruleset < max_sets:
+        raise EnforceError(f"rule {rule.id}: ruleset must be 0..{max_sets - 1}")
+    if not 0 <= rule.id < 2**32 or not 0 <= rule.priority < 2**32:
+        raise EnforceError(f"rule {rule.id}: id and priority are u32")
+    if not 0 <= rule.err < 4096:
+        raise EnforceError(f"rule {rule.id}: err must be an errno number")
+    check_bin_mask(rule.id, rule.bin_mask, rule.bin_not)
+
+
+def fill_common(r: A.EnfNetRule | A.EnfSysRule, rule: Any) -> None:
+    """Write the common fields into a struct enf_net_rule / enf_sys_rule."""
+    r.id, r.priority, r.set, r.err = rule.id, rule.priority, rule.ruleset, rule.err
+    r.action = A.EnfAction.DENY if rule.action == "deny" else A.EnfAction.ALLOW
+    r.flags = A.EnfRuleFlag.USED | (A.EnfRuleFlag.REPORT if rule.report else 0) | \
+        (A.EnfRuleFlag.BIN_NOT if rule.bin_not else 0)
+    r.bin_mask = rule.bin_mask
 
 
 def check_bin_mask(rid: int, bin_mask: int, bin_not: bool) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from . import _abi as A
-from .netrules import EnforceError, check_bin_mask
+from .netrules import EnforceError, check_action, check_common, fill_common
 
 #: longest rule name: an exact name needs its NUL inside the key, and a name
 #: the kernel truncates (ENF_SYSCTL_NAME_MAX - 1 bytes + NUL) must not match
@@ -46,21 +46,11 @@ class _Common:
     bin_not: bool = False
 
     def _base(self, kind: A.EnfSysKind, access: int) -> A.EnfSysRule:
-        if self.action not in ("deny", "allow"):
-            raise EnforceError(f"rule {self.id}: action must be 'deny' or 'allow', not {self.action!r}")
-        if not 0 <= self.ruleset < A.EnfSysConst.MAX_SETS:
-            raise EnforceError(f"rule {self.id}: ruleset must be 0..{A.EnfSysConst.MAX_SETS - 1}")
-        if not 0 <= self.id < 2**32 or not 0 <= self.priority < 2**32:
-            raise EnforceError(f"rule {self.id}: id and priority are u32")
-        if not 0 <= self.err < 4096:
-            raise EnforceError(f"rule {self.id}: err must be an errno number")
-        check_bin_mask(self.id, self.bin_mask, self.bin_not)
+        check_action(self)
+        check_common(self, A.EnfSysConst.MAX_SETS)
         r = A.EnfSysRule()
-        r.id, r.priority, r.set, r.kind, r.access, r.err = self.id, self.priority, self.ruleset, kind, access, self.err
-        r.action = A.EnfAction.DENY if self.action == "deny" else A.EnfAction.ALLOW
-        r.flags = A.EnfRuleFlag.USED | (A.EnfRuleFlag.REPORT if self.report else 0) | \
-            (A.EnfRuleFlag.BIN_NOT if self.bin_not else 0)
-        r.bin_mask = self.bin_mask
+        fill_common(r, self)
+        r.kind, r.access = kind, access
         r.major = r.minor = A.ENF_DEV_ANY
         return r
 

@@ -329,6 +329,8 @@ class Compiler:
 
     def _tracepoint(self, t: TracepointSpec, path: str) -> HookC:
         if getattr(t, "raw", False):
+            if self.features.get("rawtp"):
+                raise _err(t.loc, "unavailable-hook", f"tracepoint {t.subsystem}/{t.event}: {self.features['rawtp']}")
             if not tracefs.exists(t.subsystem, t.event):
                 raise _err(t.loc, "unavailable-hook", f"tracepoint {t.subsystem}/{t.event} does not exist on this kernel")
             args = self._args(t.args, t.loc, GenHookKind.RAWTP, None)

@@ -179,7 +179,10 @@ class PolicyManager:
 
     # --- sensor ---------------------------------------------------------------
     def sensor(self) -> Sensor:
+        # a kernel that rejects bpf_get_attach_cookie in raw_tp (< 6.10) would fail the whole object
+        rawtp = not getattr(self.compiler, "features", {}).get("rawtp")
         spec = ObjectSpec(os.path.join(self.bpf_dir, "generic.bpf.o"),
+                          autoload={"kerneye_gen_rawtp": rawtp},
                           max_entries={"kerneye_gen_heap": self.ncpu},
                           rodata={"cfg_self_tgid": os.getpid(), "cfg_wakeup_bytes": self.wakeup_bytes})
 
