@@ -123,3 +123,63 @@ def is_exit(binary: str, args: str | None = None) -> Callable[[Event], bool]:
         x = e.get("process_exit")
         return bool(x) and x["process"]["binary"] == binary and (args is None or x["process"]["arguments"] == args)
     return pred
+
+
+# --- policies through the CLI (tracingpolicy add/list/delete/...) -----------------
+
+def tp(agent: AgentProc, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kerneye tracingpolicy ARGS` against this agent."""
+    return subprocess.run(kerneye_cmd("tracingpolicy", *args, "--socket", agent.socket), env=env(),
+                          capture_output=True, text=True, timeout=60)
+
+
+def listed(agent: AgentProc) -> dict[str, dict[str, Any]]:
+    """name -> the policy as `tracingpolicy list -o json` shows it."""
+    r = tp(agent, "list", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    return {p["name"]: p for p in json.loads(r.stdout)["policies"]}
+
+
+def add_policy(agent: AgentProc, d: str, doc: dict[str, Any] | str, *extra: str,
+               check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Write doc (a dict, dumped as YAML, or text) to a file in d and add it."""
+    import uuid
+
+    import yaml
+
+    path = os.path.join(d, f"p-{uuid.uuid4().hex[:8]}.yaml")
+    with open(path, "w") as f:
+        f.write(doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False))
+    r = tp(agent, "add", path, *extra)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def enforcement_policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "kerneye.io/v1alpha1", "kind": "EnforcementPolicy", "metadata": {"name": name},
+            "spec": spec}
+
+
+def tracing_policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "cilium.io/v1alpha1", "kind": "TracingPolicy", "metadata": {"name": name}, "spec": spec}
+
+
+def body(e: Event) -> tuple[str, dict[str, Any]]:
+    """(event kind, its body)."""
+    k = next(iter(k for k in e if k not in ("node_name", "time")))
+    return k, e[k]
+
+
+def is_decision(policy: str) -> Callable[[Event], bool]:
+    """An enforcement decision of this policy (process_kprobe/process_lsm
+    with an `enforcement` block)."""
+    def pred(e: Event) -> bool:
+        k, b = body(e)
+        return k in ("process_kprobe", "process_lsm") and b.get("policy_name") == policy and "enforcement" in b
+    return pred
+
+
+def decisions(agent: AgentProc, policy: str, n: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
+    """The bodies of the policy's first n enforcement decisions (fewer on timeout)."""
+    return [body(e)[1] for e in agent.wait_for(is_decision(policy), timeout=timeout, count=n)]

@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -39,12 +38,12 @@ from typing import Any, Callable, Iterator
 import pytest
 import yaml
 
-from agentctl import AgentProc, env, kerneye_cmd
+from agentctl import (AgentProc, body, decisions, enforcement_policy, env, is_decision, kerneye_cmd, listed, tp,
+                      tracing_policy)
+from agentctl import add_policy as add
+from enfutil import CGROUP2, ENFTRIG, enftrig, free_port, make_cgroup, remove_cgroup, unique_true
 from kerneye.enforce.lsm import LsmEnforcer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ENFTRIG = os.path.join(ROOT, "tests", "progs", ".output", "enftrig")
-CGROUP2 = "/sys/fs/cgroup/unified"
 PIN_ROOT = "/sys/fs/bpf/kerneye/enforce"
 
 Ev = dict[str, Any]
@@ -84,40 +83,9 @@ needs_lsm = pytest.mark.skipif(lsm_reason() is not None,
                                reason=f"BPF-LSM back end only (runs in the qemu VM of test_vm_lsm.py): {lsm_reason()}")
 
 
-def tp(agent: AgentProc, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(kerneye_cmd("tracingpolicy", *args, "--socket", agent.socket), env=env(),
-                          capture_output=True, text=True, timeout=60)
-
-
-def listed(agent: AgentProc) -> dict[str, dict[str, Any]]:
-    r = tp(agent, "list", "-o", "json")
-    assert r.returncode == 0, r.stderr
-    return {p["name"]: p for p in json.loads(r.stdout)["policies"]}
-
-
 def mechanisms(agent: AgentProc, name: str) -> dict[str, str]:
     """rule (spec.files[0], ...) -> mechanism(s) the agent chose for it."""
     return {x["where"]: x["mechanism"] for x in listed(agent)[name]["enforcement"]}
-
-
-def add(agent: AgentProc, d: str, doc: dict[str, Any] | str, *extra: str, check: bool = True
-        ) -> subprocess.CompletedProcess[str]:
-    path = os.path.join(d, f"p-{uuid.uuid4().hex[:8]}.yaml")
-    with open(path, "w") as f:
-        f.write(doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False))
-    r = tp(agent, "add", path, *extra)
-    if check:
-        assert r.returncode == 0, r.stderr
-    return r
-
-
-def enforcement_policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "kerneye.io/v1alpha1", "kind": "EnforcementPolicy", "metadata": {"name": name},
-            "spec": spec}
-
-
-def tracing_policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "cilium.io/v1alpha1", "kind": "TracingPolicy", "metadata": {"name": name}, "spec": spec}
 
 
 def cat(path: str) -> subprocess.CompletedProcess[str]:
@@ -125,71 +93,7 @@ def cat(path: str) -> subprocess.CompletedProcess[str]:
 
 
 def trig(cgroup: str | None, *ops: object) -> list[int]:
-    """enftrig's errno per operation (0 = ok), inside cgroup if given."""
-    args = [ENFTRIG, *map(str, ops)]
-    if cgroup:
-        args = ["bash", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, *args]
-    r = subprocess.run(args, capture_output=True, text=True, timeout=20)
-    assert r.returncode == 0, r.stderr
-    return [0 if ln.split()[1] == "ok" else int(ln.split()[2]) for ln in r.stdout.splitlines()]
-
-
-def body(e: Ev) -> tuple[str, dict[str, Any]]:
-    k = next(iter(k for k in e if k not in ("node_name", "time")))
-    return k, e[k]
-
-
-def is_decision(policy: str) -> Callable[[Ev], bool]:
-    def pred(e: Ev) -> bool:
-        k, b = body(e)
-        return k in ("process_kprobe", "process_lsm") and b.get("policy_name") == policy and "enforcement" in b
-    return pred
-
-
-def decisions(agent: AgentProc, policy: str, n: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
-    return [body(e)[1] for e in agent.wait_for(is_decision(policy), timeout=timeout, count=n)]
-
-
-def make_cgroup() -> str:
-    path = os.path.join(CGROUP2, f"kerneye-test-{uuid.uuid4().hex[:8]}")
-    os.mkdir(path)
-    return path
-
-
-def remove_cgroup(path: str) -> None:
-    for _ in range(100):
-        try:
-            with open(os.path.join(path, "cgroup.procs")) as f:
-                for pid in f.read().split():
-                    try:
-                        with open(os.path.join(CGROUP2, "cgroup.procs"), "w") as g:
-                            g.write(pid)
-                    except OSError:
-                        pass
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"cannot remove {path}")
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def unique_true(path: str) -> str:
-    """A copy of /bin/true with its own content: exec deny rules also match
-    copies by content, and /bin/true itself must never be denied."""
-    shutil.copy("/bin/true", path)
-    with open(path, "ab") as f:
-        f.write(uuid.uuid4().bytes)
-    return path
+    return enftrig(*ops, cgroup=cgroup)
 
 
 # --- fixtures -------------------------------------------------------------------

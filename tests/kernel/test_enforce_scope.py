@@ -13,25 +13,19 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from typing import Iterator
 
 import pytest
 import yaml
 
-from agentctl import AgentProc, env, kerneye_cmd
-
-CGROUP2 = "/sys/fs/cgroup/unified"
+from agentctl import AgentProc, decisions, tp
+from agentctl import add_policy as add
+from enfutil import CGROUP2, make_cgroup, remove_cgroup
 
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(not os.path.isfile(os.path.join(CGROUP2, "cgroup.procs")),
                                  reason=f"no cgroup-v2 hierarchy at {CGROUP2}")]
-
-
-def tp(agent: AgentProc, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(kerneye_cmd("tracingpolicy", *args, "--socket", agent.socket), env=env(),
-                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
@@ -46,19 +40,11 @@ def work() -> Iterator[str]:
 
 @pytest.fixture
 def cgroup() -> Iterator[str]:
-    path = os.path.join(CGROUP2, f"kerneye-test-{uuid.uuid4().hex[:8]}")
-    os.mkdir(path)
+    path = make_cgroup()
     try:
         yield path
     finally:
-        for _ in range(100):
-            try:
-                os.rmdir(path)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.05)
+        remove_cgroup(path)
 
 
 @pytest.fixture
@@ -68,23 +54,9 @@ def name(agent: AgentProc) -> Iterator[str]:
     tp(agent, "delete", n)
 
 
-def add(agent: AgentProc, d: str, doc: dict) -> None:
-    path = os.path.join(d, f"p-{uuid.uuid4().hex[:6]}.yaml")
-    with open(path, "w") as f:
-        yaml.safe_dump(doc, f, sort_keys=False)
-    r = tp(agent, "add", path)
-    assert r.returncode == 0, r.stderr
-
-
 def in_cgroup(cgroup: str, script: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", "-c", f'echo $$ > "{cgroup}/cgroup.procs" && {script}'], capture_output=True,
                           text=True, timeout=20)
-
-
-def decisions(agent: AgentProc, policy: str, n: int = 1) -> list[dict]:
-    evs = agent.wait_for(lambda e: any((e.get(k) or {}).get("policy_name") == policy and "enforcement" in e[k]
-                                       for k in ("process_lsm", "process_kprobe") if k in e), count=n)
-    return [e.get("process_lsm") or e.get("process_kprobe") for e in evs]
 
 
 def test_file_rule_scoped_to_a_cgroup(agent: AgentProc, work: str, name: str, cgroup: str) -> None:
