@@ -76,6 +76,7 @@ class Agent:
         self.started_at = time.time()
         self._stop = threading.Event()
         self._last_lost = 0
+        self._last_enf_lost = 0
         # Prometheus: a registry per agent, read at scrape time (metrics/collector.py)
         self.registry, self._metrics_collector = build_registry(self)
         self.metrics_server: MetricsServer | None = None
@@ -425,6 +426,7 @@ class Agent:
             "queue": self.reader.queue_lost if self.reader else 0,
             "api_clients": self.api.dropped() if self.api else 0,
             "execve_map_full": k.get("execve_map_full", 0),
+            "enforcement_reports": self.enforcement.lost_reports() if self.enforcement is not None else 0,
         }
 
     def _report_loss(self) -> None:
@@ -434,6 +436,11 @@ class Agent:
             log.warning("lost %d events (ring buffer full: %d, queue full: %d so far); raise --rb-size or reduce load",
                         total - self._last_lost, lost["ringbuf"], lost["queue"])
             self._last_lost = total
+        if lost["enforcement_reports"] > self._last_enf_lost:
+            log.warning("%d enforcement decisions were applied but not reported (%d so far): the back end's report "
+                        "buffer was full", lost["enforcement_reports"] - self._last_enf_lost,
+                        lost["enforcement_reports"])
+            self._last_enf_lost = lost["enforcement_reports"]
 
     def status(self) -> dict[str, Any]:
         cs = self.cache.snapshot_stats()

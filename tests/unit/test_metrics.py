@@ -122,7 +122,8 @@ def test_event_metrics_exact() -> None:
         "export-file": 19, "api": 3, "other": 1}
     # export_ratelimit: from the export pipeline's drop counters (Agent.lost() does not report it)
     assert {dict(k)["stage"]: val for k, val in series(s, "kerneye_events_lost_total").items()} == {
-        "ringbuf": 3, "queue": 0, "api_clients": 2, "execve_map_full": 1, "export_ratelimit": 6}
+        "ringbuf": 3, "queue": 0, "api_clients": 2, "execve_map_full": 1, "export_ratelimit": 6,
+        "enforcement_reports": 0}
     assert {dict(k)["reason"]: val for k, val in series(s, "kerneye_export_events_dropped_total").items()} == {
         "filtered": 4, "rate_limited": 6, "error": 0, "other": 0}
     assert {dict(k)["op"]: val for k, val in series(s, "kerneye_observer_messages_total").items()} == {

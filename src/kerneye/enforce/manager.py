@@ -673,6 +673,20 @@ class EnforcementManager:
             make_event(inst, entry, v)
         return n
 
+    def lost_reports(self) -> int:
+        """Decisions the back ends made but could not report (ring buffer or
+        report queue full). The decision itself was applied."""
+        n = 0
+        for a in list(self.adapters.values()):
+            if not a.started:
+                continue
+            enfs = [a.enf] if a.enf is not None else []
+            enfs += list(getattr(a, "enfs", {}).values()) + list(getattr(a, "sys_enfs", {}).values())
+            for e in enfs:
+                st = e.stats() if callable(e.stats) else e.stats
+                n += int(st.get("rb_lost", 0)) + int(st.get("reports_dropped", 0))
+        return n
+
     def status(self) -> dict[str, Any]:
         return {"mechanisms": {k: (v or "available") for k, v in (self.mechanisms or {}).items()},
                 "keep_on_exit": self.keep_on_exit, "policies": len(self.policies),

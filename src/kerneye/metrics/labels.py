@@ -34,6 +34,8 @@ LOSS_STAGE_HELP: dict[str, str] = {
     "api_clients": "a slow API client's queue was full; the event was dropped for that client only",
     "execve_map_full": "kerneye_execve_map was full, so the kernel could not track a new process",
     "export_ratelimit": "dropped by --export-rate-limit (and reported in rate_limit_info events)",
+    "enforcement_reports": "enforcement decisions made (the operation was still denied) but not reported: the "
+                           "back end's ring buffer or report queue was full",
 }
 LOSS_STAGES: tuple[str, ...] = tuple(LOSS_STAGE_HELP)
 
