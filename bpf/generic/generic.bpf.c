@@ -13,6 +13,8 @@
  *   kerneye_gen_tp          any tracepoint (spec.tracepoints), fields by offset
  *   kerneye_gen_uprobe      uprobe (spec.uprobes)
  *   kerneye_gen_uretprobe   uretprobe
+ *   kerneye_gen_kprobe      kprobe on a kernel function (spec.kprobes, syscall: false)
+ *   kerneye_gen_kretprobe   kretprobe (return: true)
  *
  * Pipeline of one hit:
  *   raw values (ctx-specific) -> typed arguments into the event tail
@@ -34,7 +36,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define ARG_MASK (2 * GEN_ARG_MAX - 1)
 
 enum { PH_ENTRY = 0, PH_EXIT = 1 };
-enum src_kind { SRC_SYS_ENTER = 0, SRC_SYS_EXIT = 1, SRC_TP = 2, SRC_UPROBE = 3, SRC_URETPROBE = 4, SRC_RAWTP = 5 };
+enum src_kind { SRC_SYS_ENTER = 0, SRC_SYS_EXIT = 1, SRC_TP = 2, SRC_UPROBE = 3, SRC_URETPROBE = 4, SRC_RAWTP = 5,
+		SRC_KPROBE = 6, SRC_KRETPROBE = 7 };
 
 FUNC_INLINE int is_pathish(__u8 t)
 {
@@ -237,6 +240,16 @@ FUNC_INLINE void map_v4(__u8 *addr16, __u32 v4)
 	__builtin_memcpy(addr16 + 12, &v4, 4);
 }
 
+/* A sockaddr is a user pointer at a syscall, a kernel copy in a kernel
+ * function (kprobes: security_socket_connect and the like). */
+FUNC_INLINE void read_mem(void *dst, __u32 n, void *src, __u32 user)
+{
+	if (user)
+		bpf_probe_read_user(dst, n, src);
+	else
+		bpf_probe_read_kernel(dst, n, src);
+}
+
 static long read_arg(__u64 i, void *unused)
 {
 	struct gen_heap *h = heap();
@@ -343,21 +356,21 @@ static long read_arg(__u64 i, void *unused)
 		struct gen_sockaddr sa = {};
 		__u16 fam = 0;
 
-		bpf_probe_read_user(&fam, 2, (void *)raw);
+		read_mem(&fam, 2, (void *)raw, spec->user);
 		sa.family = fam;
 		if (fam == AF_INET) {
 			__u16 port = 0;
 			__u32 a = 0;
 
-			bpf_probe_read_user(&port, 2, (void *)(raw + 2));
-			bpf_probe_read_user(&a, 4, (void *)(raw + 4));
+			read_mem(&port, 2, (void *)(raw + 2), spec->user);
+			read_mem(&a, 4, (void *)(raw + 4), spec->user);
 			sa.port = bpf_ntohs(port);
 			map_v4(sa.addr, a);
 		} else if (fam == AF_INET6) {
 			__u16 port = 0;
 
-			bpf_probe_read_user(&port, 2, (void *)(raw + 2));
-			bpf_probe_read_user(sa.addr, 16, (void *)(raw + 8));
+			read_mem(&port, 2, (void *)(raw + 2), spec->user);
+			read_mem(sa.addr, 16, (void *)(raw + 8), spec->user);
 			sa.port = bpf_ntohs(port);
 		}
 		__builtin_memcpy(dst, &sa, sizeof(sa));
@@ -1006,7 +1019,7 @@ static long hook_cb(__u64 i, void *unused)
 		return 0;
 	/* a hook being (re)installed may briefly sit in a slot it does not
 	 * belong to: check both ends agree */
-	if (h->src == SRC_SYS_EXIT || h->src == SRC_URETPROBE) {
+	if (h->src == SRC_SYS_EXIT || h->src == SRC_URETPROBE || h->src == SRC_KRETPROBE) {
 		if (hook->exit_slot != h->slot)
 			return 0;
 	} else if (hook->slot != h->slot) {
@@ -1063,6 +1076,7 @@ static long hook_cb(__u64 i, void *unused)
 		break;
 	}
 	case SRC_UPROBE:
+	case SRC_KPROBE: /* the same registers; kernel pointers (spec->user = 0) */
 		for (j = 0; j < GEN_MAX_ARGS; j++) {
 			__u64 v = 0;
 
@@ -1079,6 +1093,7 @@ static long hook_cb(__u64 i, void *unused)
 		break;
 	case SRC_SYS_EXIT:
 	case SRC_URETPROBE:
+	case SRC_KRETPROBE:
 		gen_exit(h, hook, h->exit_ret);
 		break;
 	}
@@ -1107,7 +1122,7 @@ FUNC_INLINE int run_slot(void *ctx, __u32 src)
 
 		bpf_probe_read_kernel(&ret, sizeof(ret), &((struct trace_event_raw_sys_exit *)ctx)->ret);
 		h->exit_ret = ret;
-	} else if (src == SRC_UPROBE || src == SRC_URETPROBE) {
+	} else if (src == SRC_UPROBE || src == SRC_URETPROBE || src == SRC_KPROBE || src == SRC_KRETPROBE) {
 		/* a copy: the verifier forbids variable-offset loads from ctx */
 		bpf_probe_read_kernel(&h->regs, sizeof(h->regs), ctx);
 		h->exit_ret = PT_REGS_RC(&h->regs);
@@ -1152,4 +1167,18 @@ SEC("uretprobe")
 int kerneye_gen_uretprobe(struct pt_regs *ctx)
 {
 	return run_slot(ctx, SRC_URETPROBE);
+}
+
+/* Kernel functions (v5.15+ for the perf-event kprobe cookie). Not loaded
+ * where the kprobe feature probe fails (sensors/generic.py). */
+SEC("kprobe")
+int kerneye_gen_kprobe(struct pt_regs *ctx)
+{
+	return run_slot(ctx, SRC_KPROBE);
+}
+
+SEC("kretprobe")
+int kerneye_gen_kretprobe(struct pt_regs *ctx)
+{
+	return run_slot(ctx, SRC_KRETPROBE);
 }

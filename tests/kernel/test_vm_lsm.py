@@ -65,6 +65,7 @@ def test_bad_rules_are_clear_errors(tmp_path: object) -> None:
 VM_TIMEOUT = 900
 LSM_SUITE = "tests.vm.test_lsm"
 AGENT_SUITE = "tests.kernel.test_enforce_agent"
+KPROBE_SUITE = "tests.vm.test_kprobe_agent"
 #: guest tests that may skip, and the reason they must give: a property of
 #: the host kernel that the VM's kernel does not have
 ACCEPTED_SKIPS = {
@@ -122,3 +123,14 @@ def test_agent_enforcement_suite_passes_in_the_vm(vm: Any) -> None:
         "test_agent_killed_with_sigkill[keep-enforcement-on-exit]", "test_agent_killed_with_sigkill[default]"}, 19)
     print("kerneye-vm: mechanisms chosen in the guest:",
           tests["test_each_rule_gets_the_strongest_back_end"].properties.get("mechanisms"))
+
+
+@pytest.mark.slow
+def test_kprobe_suite_passes_in_the_vm(vm: Any) -> None:
+    """TracingPolicies on kernel functions (kprobes, a kretprobe) through a
+    real agent on Debian's 6.1: every test ran and passed (none skipped)."""
+    _check_suite(vm, KPROBE_SUITE, {"test_security_file_open_reports_the_file",
+                                    "test_kretprobe_reports_the_return_value",
+                                    "test_second_register_and_int_argument",
+                                    "test_tcp_connect_reports_the_socket",
+                                    "test_policies_listed_and_missing_function_refused"}, 5)

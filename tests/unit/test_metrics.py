@@ -189,7 +189,7 @@ def test_policy_metrics_exact() -> None:
     assert v(s, "kerneye_policy_events_lost_total", policy="net") == 7
     assert v(s, "kerneye_policy_events_lost_total", policy="files") == 0
     hooks = {dict(k)["kind"]: val for k, val in series(s, "kerneye_policy_hooks").items()}
-    assert hooks == {"syscall": 2, "tracepoint": 0, "uprobe": 1}
+    assert hooks == {"syscall": 2, "tracepoint": 0, "uprobe": 1, "raw_tracepoint": 0, "kprobe": 0}
 
 
 def test_bpf_and_sensor_metrics_exact() -> None:

@@ -52,7 +52,8 @@ ROOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
 GUEST_OUT = "/tmp/kerneye-vm"  # where out/ appears inside the guest
 DEFAULT_TIMEOUT = 900.0
 #: what the guest runs by default (one boot; TCG makes every boot and every
-#: Python start-up expensive)
+#: Python start-up expensive); tests/vm holds the LSM back-end tests and
+#: test_kprobe_agent.py (TracingPolicies on kernel functions)
 DEFAULT_PATHS = ("tests/vm", "tests/kernel/test_enforce_agent.py")
 #: host variables handed on to the guest when set (paths must be outside
 #: /tmp, which is the guest's own tmpfs)

@@ -251,6 +251,7 @@ enum gen_hook_kind {
 	HK_TRACEPOINT = 1,
 	HK_UPROBE = 2,
 	HK_RAWTP = 3,
+	HK_KPROBE = 4,  /* kernel function (kprobe/kretprobe; where the kernel has kprobes) */
 };
 
 enum gen_hook_flag {

@@ -120,6 +120,7 @@ class GenHookKind(enum.IntEnum):
     TRACEPOINT = 1
     UPROBE = 2
     RAWTP = 3
+    KPROBE = 4
 
 
 GenHookKind.C_NAME = "gen_hook_kind"  # type: ignore[attr-defined]

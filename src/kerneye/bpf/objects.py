@@ -76,6 +76,14 @@ class _RawTpAttr(ctypes.Structure):
                 ("cookie", ctypes.c_uint64)]
 
 
+class _KprobeOpts(ctypes.Structure):
+    """struct bpf_kprobe_opts as of libbpf 1.1 (later versions append
+    attach_mode inside the trailing padding; zero is its default)."""
+
+    _fields_ = [("sz", ctypes.c_size_t), ("bpf_cookie", ctypes.c_uint64), ("offset", ctypes.c_size_t),
+                ("retprobe", ctypes.c_bool)]
+
+
 class LoadedObject:
     """A loaded BPF object. Owns its maps, programs and links."""
 
@@ -254,6 +262,23 @@ class LoadedObject:
             err = libbpf.errno_()
             what = f"{path}:{symbol or hex(offset)}"
             raise BpfError(f"cannot attach uprobe to {what}: {libbpf.strerror(err)}", err, libbpf.take_log())
+        return Link(link, prog_name)
+
+    def attach_kprobe(self, prog_name: str, function: str, cookie: int = 0, retprobe: bool = False) -> Link:
+        """Attach a kprobe (or kretprobe) program to a kernel function, with a
+        BPF cookie (perf-event kprobes carry one since v5.15)."""
+        l = libbpf.lib()
+        fn = l.bpf_program__attach_kprobe_opts
+        if fn.argtypes is None:  # not in libbpf._SIGS: set here, once
+            fn.restype = ctypes.c_void_p
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(_KprobeOpts)]
+        opts = _KprobeOpts(ctypes.sizeof(_KprobeOpts), cookie, 0, retprobe)
+        libbpf.take_log()
+        link = fn(self._prog(prog_name), function.encode(), ctypes.byref(opts))
+        if not link:
+            err = libbpf.errno_()
+            what = "kretprobe" if retprobe else "kprobe"
+            raise BpfError(f"cannot attach {what} to {function}: {libbpf.strerror(err)}", err, libbpf.take_log())
         return Link(link, prog_name)
 
     def attach_all(self) -> list[Link]:

@@ -53,7 +53,7 @@ ENFORCE_MECHANISMS: tuple[str, ...] = ("bpf-lsm", "fanotify", "cgroup-bpf", "sig
 ENFORCE_VERDICTS: tuple[str, ...] = ("denied", "would_deny")
 
 # kerneye_policy_hooks{kind}: enum gen_hook_kind, indexed by its value
-HOOK_KINDS: tuple[str, ...] = ("syscall", "tracepoint", "uprobe")
+HOOK_KINDS: tuple[str, ...] = ("syscall", "tracepoint", "uprobe", "raw_tracepoint", "kprobe")
 
 # kerneye_decode_errors_total{kind}
 DECODE_ERROR_HELP: dict[str, str] = {

@@ -20,8 +20,16 @@ from .model import ArgFilter, ArgSpec, KProbeSpec, Loc, Selector, TracepointSpec
 
 ARCH_PREFIXES = ("__x64_", "__ia32_", "__arm64_", "__s390x_", "__riscv_")
 
+# Hook kind of a kprobe on a kernel function (enum gen_hook_kind). The BPF
+# side tells hook kinds apart by the program that runs (kerneye_gen_kprobe);
+# gen_hook.kind is informational.
+HK_KPROBE = GenHookKind.KPROBE
+#: where the kernel lists the functions kprobes may attach to
+FILTER_FUNCTIONS = ("/sys/kernel/tracing/available_filter_functions",
+                    "/sys/kernel/debug/tracing/available_filter_functions")
+
 # Kernel-struct argument types: only where the hook hands us kernel
-# pointers (raw tracepoints here; kprobes/fentry where the kernel has them).
+# pointers (raw tracepoints, kprobes on kernel functions).
 KERNEL_ARG_TYPES: dict[str, tuple[int, str]] = {
     "file": (GenArgType.FILE, "file_arg"),
     "path": (GenArgType.PATH, "path_arg"),
@@ -51,8 +59,10 @@ ARG_TYPES: dict[str, tuple[int, str]] = {
 }
 INT_TYPES = {GenArgType.S64, GenArgType.U64, GenArgType.S32, GenArgType.U32, GenArgType.S16, GenArgType.U16,
              GenArgType.S8, GenArgType.U8, GenArgType.BPF_CMD, GenArgType.CAP}
-STR_TYPES = {GenArgType.STRING, GenArgType.CHAR_BUF, GenArgType.FD}
-NET_TYPES = {GenArgType.SOCKADDR, GenArgType.SOCK}
+# file/path/linux_binprm match on the rendered path, as an fd does
+STR_TYPES = {GenArgType.STRING, GenArgType.CHAR_BUF, GenArgType.FD, GenArgType.FILE, GenArgType.PATH,
+             GenArgType.BINPRM}
+NET_TYPES = {GenArgType.SOCKADDR, GenArgType.SOCK, GenArgType.KSOCK}
 
 NS_INDEX = {"uts": 0, "ipc": 1, "mnt": 2, "pid": 3, "pidforchildren": 4, "net": 5, "time": 6,
             "timeforchildren": 7, "cgroup": 8, "user": 9}
@@ -245,10 +255,13 @@ def syscall_numbers() -> dict[str, int]:
 
 
 class Compiler:
-    def __init__(self, host_ns: dict[str, int], features: dict[str, str | None]) -> None:
+    def __init__(self, host_ns: dict[str, int], features: dict[str, str | None],
+                 kernel_functions: frozenset[str] | set[str] | None = None) -> None:
         self.lists: dict[str, object] = {}
         self.host_ns = host_ns
         self.features = features  # backend -> None (available) or reason
+        # functions kprobes may attach to; None: read from the running kernel when first needed
+        self._kfuncs = kernel_functions
 
     def compile(self, tp: TracingPolicy, mode: str | None = None) -> CompiledPolicy:
         spec = tp.spec
@@ -301,6 +314,8 @@ class Compiler:
         if not calls:
             calls = [kp.call]
         if not kp.syscall:
+            if "kprobe" in self.features and self.features["kprobe"] is None:
+                return self._kfunc(kp, calls, path)
             backend = "fentry" if self.features.get("fentry") is None else "kprobe"
             raise self._unavailable(kp.loc, path, backend,
                                     f"kernel function {calls[0]} (syscall: false)")
@@ -325,6 +340,34 @@ class Compiler:
             out.append(HookC(HKIND, ("syscalls", f"sys_enter_{name}"),
                              ("syscalls", f"sys_exit_{name}") if is_ret else None, args, ret, sels, is_ret,
                              "process_kprobe", {"function_name": fname}, kp.message, tuple(kp.tags), path))
+        return out
+
+    def kernel_functions(self) -> frozenset[str]:
+        if self._kfuncs is None:
+            self._kfuncs = traceable_functions()
+        return frozenset(self._kfuncs)
+
+    def _kfunc(self, kp: KProbeSpec, calls: list[str], path: str) -> list[HookC]:
+        """kprobes (and kretprobes) on kernel functions."""
+        known = self.kernel_functions()
+        out = []
+        for call in calls:
+            if call not in known:
+                if kp.ignore_call_not_found:
+                    continue
+                raise _err(kp.loc, "unavailable-hook",
+                           f"{call}: no traceable kernel function of that name on this kernel (not in "
+                           f"available_filter_functions: misspelt, inlined, or notrace); set "
+                           f"ignore: {{callNotFound: true}} to skip it")
+            args = self._args(kp.args, kp.loc, HK_KPROBE, None)
+            ret = None
+            is_ret = bool(kp.is_return or kp.return_arg is not None)
+            if is_ret:
+                rt = kp.return_arg.type if kp.return_arg is not None else "int"
+                ret = ArgInfo(*ARG_TYPES.get(rt, ARG_TYPES["int"]), user=False)
+            sels = self._selectors(kp.selectors, args, path, kp)
+            out.append(HookC(HK_KPROBE, (call,), (call,) if is_ret else None, args, ret, sels, is_ret,
+                             "process_kprobe", {"function_name": call}, kp.message, tuple(kp.tags), path))
         return out
 
     def _tracepoint(self, t: TracepointSpec, path: str) -> HookC:
@@ -372,12 +415,19 @@ class Compiler:
             raise _err(specs[GEN_MAX_ARGS].loc, "limit", f"at most {GEN_MAX_ARGS} args per hook")
         out = []
         for a in specs:
-            if kind == GenHookKind.RAWTP and a.type in KERNEL_ARG_TYPES:
+            if kind in (GenHookKind.RAWTP, HK_KPROBE) and a.type in KERNEL_ARG_TYPES:
                 gt, key = KERNEL_ARG_TYPES[a.type]
+                if kind == HK_KPROBE and a.index > 4:
+                    raise _err(a.loc, "limit", "kprobe arguments are read from registers: index must be 0..4")
                 out.append((a, ArgInfo(gt, key, a.label, False),
-                            {"type": gt, "src": GenArgSrc.RAW, "index": a.index, "size_arg": 0, "offset": 0,
-                             "fsize": 8, "max_data": 4096, "user": 0}))
+                            {"type": gt, "src": GenArgSrc.RAW if kind == GenHookKind.RAWTP else GenArgSrc.REG,
+                             "index": a.index, "size_arg": 0, "offset": 0, "fsize": 8, "max_data": 4096,
+                             "user": 0}))
                 continue
+            if kind == HK_KPROBE and a.type == "socket":
+                raise _err(a.loc, "unavailable-hook",
+                           "argument type 'socket' (struct socket *) is not read by kerneye's kprobes yet; "
+                           "hook a function that takes a struct sock * and use type sock")
             if a.type not in ARG_TYPES:
                 raise _err(a.loc, "unavailable-hook",
                            f"argument type {a.type!r} is not available for this hook "
@@ -398,6 +448,10 @@ class Compiler:
                 g["src"] = GenArgSrc.REG
                 if a.index > 4:
                     raise _err(a.loc, "limit", "uprobe arguments are read from registers: index must be 0..4")
+            elif kind == HK_KPROBE:
+                g["src"], g["user"] = GenArgSrc.REG, 0  # kernel pointers and values
+                if a.index > 4:
+                    raise _err(a.loc, "limit", "kprobe arguments are read from registers: index must be 0..4")
             elif kind == GenHookKind.SYSCALL:
                 if a.index > 5:
                     raise _err(a.loc, "bad-value", f"syscalls have at most 6 arguments, index {a.index} is out of range")
@@ -637,3 +691,28 @@ class Compiler:
         fc = FilterC(GenFilterKind.RET, _OPS[f.operator])
         self._int_values(f, fc)
         return fc
+
+
+def traceable_functions() -> frozenset[str]:
+    """Kernel functions kprobes may attach to: available_filter_functions
+    (tracefs), else the text symbols of /proc/kallsyms; empty if neither is
+    readable."""
+    names: set[str] = set()
+    for path in FILTER_FUNCTIONS:
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.strip():
+                        names.add(line.split()[0])
+            return frozenset(names)
+        except OSError:
+            continue
+    try:
+        with open("/proc/kallsyms") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[1] in ("T", "t"):
+                    names.add(parts[2])
+    except OSError:
+        pass
+    return frozenset(names)

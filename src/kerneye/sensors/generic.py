@@ -29,7 +29,7 @@ from ..bpf import libbpf, maps
 from ..bpf.objects import LoadedObject, ObjectSpec
 from ..errors import KerneyeError
 from ..events.event import Event
-from ..policy.compile import CompiledPolicy, Compiler, HookC, SelectorC
+from ..policy.compile import HK_KPROBE, CompiledPolicy, Compiler, HookC, SelectorC
 from ..policy.errors import PolicyError
 from ..policy.model import TracingPolicy
 from ..process.caps import CAP_NAMES
@@ -126,6 +126,9 @@ class PolicyState:
         hooks = []
         if self.compiled:
             for h in self.compiled.hooks:
+                if h.kind == HK_KPROBE:
+                    hooks.append(f"kprobe:{h.attach[0]}")
+                    continue
                 hooks.append("/".join(h.attach[:2]) if h.kind != GenHookKind.UPROBE else f"uprobe:{h.attach[0]}:{h.attach[1]}")
         return {"name": self.name, "state": self.state, "mode": self.mode, "hooks": hooks, "error": self.error,
                 "source": self.source, **stats}
@@ -181,8 +184,13 @@ class PolicyManager:
     def sensor(self) -> Sensor:
         # a kernel that rejects bpf_get_attach_cookie in raw_tp (< 6.10) would fail the whole object
         rawtp = not getattr(self.compiler, "features", {}).get("rawtp")
+        # kprobe programs only where the kprobe probe passed: a kernel
+        # without them must still load the rest of the object
+        feats = getattr(self.compiler, "features", {})
+        kprobe = "kprobe" in feats and feats["kprobe"] is None
         spec = ObjectSpec(os.path.join(self.bpf_dir, "generic.bpf.o"),
-                          autoload={"kerneye_gen_rawtp": rawtp},
+                          autoload={"kerneye_gen_rawtp": rawtp, "kerneye_gen_kprobe": kprobe,
+                                    "kerneye_gen_kretprobe": kprobe},
                           max_entries={"kerneye_gen_heap": self.ncpu},
                           rodata={"cfg_self_tgid": os.getpid(), "cfg_wakeup_bytes": self.wakeup_bytes})
 
@@ -298,6 +306,9 @@ class PolicyManager:
         elif hc.kind == GenHookKind.RAWTP:
             entry_key = ("kerneye_gen_rawtp", hc.attach[0], hc.attach[1])
             exit_key = None
+        elif hc.kind == HK_KPROBE:
+            entry_key = ("kerneye_gen_kprobe", hc.attach[0])
+            exit_key = ("kerneye_gen_kretprobe", hc.attach[0]) if hc.is_return else None
         else:
             prog = "kerneye_gen_sys_enter" if hc.kind == GenHookKind.SYSCALL else "kerneye_gen_tp"
             entry_key = (prog, hc.attach[0], hc.attach[1])
@@ -356,6 +367,9 @@ class PolicyManager:
             try:
                 if key[0] == "kerneye_gen_rawtp":
                     a["link"] = self.obj.attach_raw_tracepoint(key[0], key[2], a["sid"])
+                elif key[0] in ("kerneye_gen_kprobe", "kerneye_gen_kretprobe"):
+                    a["link"] = self.obj.attach_kprobe(key[0], key[1], a["sid"],
+                                                       retprobe=key[0] == "kerneye_gen_kretprobe")
                 elif key[0].startswith("kerneye_gen_u"):
                     _prog, path, sym, off, ret = key
                     a["link"] = self.obj.attach_uprobe(key[0], path, sym or None, off, a["sid"], retprobe=ret)
