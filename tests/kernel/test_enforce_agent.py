@@ -28,12 +28,11 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import sys
 import uuid
 from functools import lru_cache
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 import yaml
@@ -41,7 +40,7 @@ import yaml
 from agentctl import (AgentProc, body, decisions, enforcement_policy, env, is_decision, kerneye_cmd, listed, tp,
                       tracing_policy)
 from agentctl import add_policy as add
-from enfutil import CGROUP2, ENFTRIG, enftrig, free_port, make_cgroup, remove_cgroup, unique_true
+from enfutil import CGROUP2, ENFTRIG, enftrig, free_port, unique_true
 from kerneye.enforce.lsm import LsmEnforcer
 
 PIN_ROOT = "/sys/fs/bpf/kerneye/enforce"
@@ -97,31 +96,6 @@ def trig(cgroup: str | None, *ops: object) -> list[int]:
 
 
 # --- fixtures -------------------------------------------------------------------
-
-@pytest.fixture
-def work() -> Iterator[str]:
-    d = tempfile.mkdtemp(prefix="kerneye-enf-")
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture
-def cgroup() -> Iterator[str]:
-    path = make_cgroup()
-    try:
-        yield path
-    finally:
-        remove_cgroup(path)
-
-
-@pytest.fixture
-def name(agent: AgentProc) -> Iterator[str]:
-    n = f"enf-{uuid.uuid4().hex[:8]}"
-    yield n
-    tp(agent, "delete", n)  # whatever the test left
-
 
 # --- files -------------------------------------------------------------------------
 

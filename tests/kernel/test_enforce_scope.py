@@ -12,46 +12,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
-import uuid
-from typing import Iterator
 
 import pytest
 import yaml
 
 from agentctl import AgentProc, decisions, tp
 from agentctl import add_policy as add
-from enfutil import CGROUP2, make_cgroup, remove_cgroup
+from enfutil import CGROUP2
 
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(not os.path.isfile(os.path.join(CGROUP2, "cgroup.procs")),
                                  reason=f"no cgroup-v2 hierarchy at {CGROUP2}")]
-
-
-@pytest.fixture
-def work() -> Iterator[str]:
-    d = tempfile.mkdtemp(prefix="kerneye-scope-")
-    os.chmod(d, 0o755)
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture
-def cgroup() -> Iterator[str]:
-    path = make_cgroup()
-    try:
-        yield path
-    finally:
-        remove_cgroup(path)
-
-
-@pytest.fixture
-def name(agent: AgentProc) -> Iterator[str]:
-    n = f"scope-{uuid.uuid4().hex[:8]}"
-    yield n
-    tp(agent, "delete", n)
 
 
 def in_cgroup(cgroup: str, script: str) -> subprocess.CompletedProcess[str]:
