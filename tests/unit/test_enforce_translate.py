@@ -317,12 +317,18 @@ devices:
     ("scope:\n  containers: [xyz]\n", "not a container id", 7),
     ("{}\n", "prevents nothing", 6),
     ("files:\n- paths: [/x]\n  binaries: [/a]\n  exceptBinaries: [/b]\n", "not both", 9),
+    ("files:\n- paths: [/x]\n  action: allow\n", "action allow needs binaries", 8),
 ])
 def test_enforcement_policy_errors_are_located(spec: str, fragment: str, line: int) -> None:
     with pytest.raises(PolicyError) as e:
         ep(spec)
     assert fragment in str(e.value), str(e.value)
     assert f"e.yaml:{line}:" in str(e.value), str(e.value)
+
+
+def test_file_allow_means_only_these_binaries() -> None:
+    (r,) = ep("files:\n- paths: [/etc/shadow]\n  action: allow\n  binaries: [/usr/bin/passwd]\n").rules
+    assert (r.op, r.action, r.binaries, r.binaries_not) == ("open", "deny", ("/usr/bin/passwd",), True)
 
 
 def test_routing_by_kind() -> None:

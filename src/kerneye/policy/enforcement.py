@@ -18,6 +18,7 @@ kernel function names.
       files:
       - paths: [/etc/shadow, /etc/ssh/]      # a directory (or trailing /) covers its tree
         access: write                        # open (default: any open) | write
+        action: deny                         # deny (default) | allow: only `binaries` may
         binaries: [/usr/bin/vi]              # only these ... or
         exceptBinaries: [/usr/sbin/sshd]     # ... everyone but these
       protect: [/usr/sbin/kerneye]            # no unlink / rename / chmod (BPF-LSM)
@@ -58,7 +59,7 @@ _SPEC = ("mode", "errno", "scope", "exec", "files", "protect", "network", "rawSo
          "devices")
 _SCOPE = ("cgroups", "containers")
 _EXEC = ("deny", "allow", "mounts", "binaries", "exceptBinaries")
-_FILE = ("paths", "access", "binaries", "exceptBinaries")
+_FILE = ("paths", "access", "action", "binaries", "exceptBinaries")
 _NET = ("action", "operations", "cidrs", "ports", "protocol", "binaries", "exceptBinaries")
 _SYSCTL = ("deny",)
 _DEVICE = ("deny",)
@@ -189,7 +190,15 @@ class _EWalker(_Walker):
                 self.err("missing-field", fnode, f"{p}.paths", "a files entry needs paths")
                 continue
             access = self.choice(f, "access", p, ("open", "write"), "open")
+            act = self.choice(f, "action", p, ("deny", "allow"), "deny")
             bins, bnot = self.binaries(f, p)
+            if act == "allow":
+                # "only these binaries may": deny everyone else
+                if not bins or bnot:
+                    self.err("bad-value", f["action"][1], f"{p}.action",
+                             "action allow needs binaries (the only ones allowed); for everyone but some, "
+                             "write action deny with exceptBinaries")
+                bnot = True
             rule(access, p, paths=paths, binaries=bins, binaries_not=bnot)
         if "protect" in s:
             paths = tuple(v for v, n in self.strings(s, "protect", "spec", "protect")
