@@ -34,7 +34,7 @@ enum enf_lsm_const _enf_lsm_const = ENF_LSM_MSG_OP;
 enum enf_lsm_kind _enf_lsm_kind = ENF_LSM_KIND_OPEN;
 enum enf_lsm_hook _enf_lsm_hook = ENF_LSM_HOOK_FILE_OPEN;
 enum enf_lsm_rule_flag _enf_lsm_rule_flag = ENF_LSM_RULE_USED;
-_Static_assert(sizeof(struct enf_lsm_rule) == 24, "enf_lsm_rule");
+_Static_assert(sizeof(struct enf_lsm_rule) == 32, "enf_lsm_rule");
 _Static_assert(sizeof(struct enf_lsm_event) % 8 == 0, "enf_lsm_event must stay 8-aligned");
 
 /* cgroup sysctl / device section */

@@ -24,8 +24,10 @@
  * decides; otherwise the first MONITOR rule that applies is reported and the
  * operation goes on. Files are identified by (device, inode) as the kernel sees
  * them, so a hard link, a symlink, a rename or a bind mount names the same
- * rule, while a copy does not. User space writes a rule's slot before any map
- * entry points at it, and clears the masks before it frees a slot (lsm.py).
+ * rule, while a copy does not. A rule with a cgroup_mask applies only to tasks
+ * in (or below) one of its cgroups, kept in the kerneye_lsm_cgroups array.
+ * User space writes a rule's slot (and its cgroups) before any map entry
+ * points at it, and clears the masks before it frees a slot (lsm.py).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -88,6 +90,17 @@ struct {
 	__uint(max_entries, 256 << 10);
 } kerneye_lsm_rb SEC(".maps");
 
+/* The cgroup-v2 directories rules are scoped to (enf_lsm_rule.cgroup_mask
+ * bits). User space writes a directory's fd; the map holds a reference to
+ * the cgroup, so a removed directory stays matchable (and empty) until its
+ * slot is cleared. An fd array: no BTF key/value types (libbpf drops them). */
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
+	__uint(max_entries, ENF_LSM_MAX_CGROUPS);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} kerneye_lsm_cgroups SEC(".maps");
+
 /* kerneye_execve_map (binary qualifiers) is declared in lib/enforce.bpf.h. */
 
 /* What one operation looks like in a report. */
@@ -136,14 +149,44 @@ FUNC_INLINE __u64 current_tgid(void)
 	return bpf_get_current_pid_tgid() >> 32;
 }
 
+struct cg_walk {
+	__u64 want; /* kerneye_lsm_cgroups slots to test */
+	__u64 in;   /* those the current task is in or below */
+};
+
+static long cg_step(__u32 i, void *ctx)
+{
+	struct cg_walk *w = ctx;
+
+	if (i >= ENF_LSM_MAX_CGROUPS || !(w->want >> i))
+		return 1;
+	/* 1: under it; 0: not; < 0: empty slot (a rule freed meanwhile) */
+	if (((w->want >> i) & 1) && bpf_current_task_under_cgroup(&kerneye_lsm_cgroups, i) == 1)
+		w->in |= 1ULL << i;
+	return 0;
+}
+
+/* The slots of `want` whose cgroup holds the current task (its cgroup-v2
+ * directory or an ancestor of it). bpf_loop (5.17+) so that the verifier
+ * checks the step once instead of a loop inside choose()'s loop. */
+static __attribute__((noinline)) __u64 cgroups_in(__u64 want)
+{
+	struct cg_walk w = { .want = want };
+
+	bpf_loop(ENF_LSM_MAX_CGROUPS, cg_step, &w, 0);
+	return w.in;
+}
+
 /* The rule that decides among the candidate slots: the first ENFORCE rule
  * that applies, else the first MONITOR one, else NULL. A rule applies when its
- * binary qualifier matches and, for write-only open rules, when the open is
- * for write (is_write). */
+ * binary qualifier matches, for write-only open rules when the open is for
+ * write (is_write), and for cgroup-scoped rules when the current task is in
+ * one of its cgroups (tested last, each cgroup slot at most once a walk). */
 static __attribute__((noinline)) struct enf_lsm_rule *choose(__u64 cand, int is_write)
 {
 	struct enf_lsm_rule *mon = NULL;
 	__u64 bin_match = enf_bin_match();
+	__u64 cg_known = 0, cg_in = 0;
 
 	for (__u32 i = 0; i < ENF_LSM_MAX_RULES; i++) {
 		struct enf_lsm_rule *r;
@@ -158,6 +201,16 @@ static __attribute__((noinline)) struct enf_lsm_rule *choose(__u64 cand, int is_
 			continue;
 		if (!enf_bin_applies(bin_match, r->bin_mask, r->flags & ENF_LSM_RULE_BIN_NOT))
 			continue;
+		if (r->cgroup_mask) {
+			__u64 need = r->cgroup_mask & ~cg_known;
+
+			if (need) {
+				cg_in |= cgroups_in(need);
+				cg_known |= need;
+			}
+			if (!(cg_in & r->cgroup_mask))
+				continue;
+		}
 		if (r->mode == ENF_MODE_ENFORCE)
 			return r;
 		if (!mon)

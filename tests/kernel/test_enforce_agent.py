@@ -348,8 +348,8 @@ def test_agent_killed_with_sigkill(work: str, cgroup: str, keep: bool) -> None:
     with open(secret, "w") as f:
         f.write("x\n")
     port = free_port()
-    # the file rule is host-wide: the cgroup scope applies to neither fanotify nor BPF-LSM, so it is a
-    # second policy
+    # the file rule is host-wide (a second policy), so that the SIGKILL checks below can use cat from
+    # anywhere; the network rule is scoped to the test's cgroup
     pdir = _policy_dir(work, name, cgroup, secret, port)
     with open(os.path.join(pdir, f"{name}.yaml")) as f:
         doc = yaml.safe_load(f)
@@ -527,6 +527,32 @@ def test_module_and_bpf_loads_denied_by_bpf_lsm(agent: AgentProc, work: str, nam
     assert prog_load() == "ok"  # the rule, nothing else, stopped them
     assert subprocess.run(["modprobe", "dummy"]).returncode == 0
     assert subprocess.run(["modprobe", "-r", "dummy"]).returncode == 0
+
+
+@needs_lsm
+def test_module_load_denied_in_a_cgroup_only(agent: AgentProc, work: str, name: str, cgroup: str) -> None:
+    """BPF-LSM rules honour spec.scope: modprobe inside the cgroup (or a
+    child of it) fails, the host's goes on."""
+    ko = f"/lib/modules/{os.uname().release}/kernel/drivers/net/dummy.ko"
+    if not os.path.exists(ko):
+        pytest.skip(f"{ko} is not installed")
+    subprocess.run(["modprobe", "-r", "dummy"], capture_output=True)
+    child = os.path.join(cgroup, "child")
+    os.mkdir(child)
+    add(agent, work, enforcement_policy(name, {"scope": {"cgroups": [cgroup]}, "modules": "deny"}))
+    try:
+        assert mechanisms(agent, name) == {"spec.modules": "bpf-lsm"}
+        for where in (cgroup, child):
+            r = in_cgroup(where, "modprobe dummy")
+            assert r.returncode != 0 and "Operation not permitted" in r.stderr, r
+        assert "dummy" not in open("/proc/modules").read()
+        d = decisions(agent, name, 1)[0]
+        assert d["enforcement"]["operation"] == "module" and d["enforcement"]["mechanism"] == "bpf-lsm", d
+        assert subprocess.run(["modprobe", "dummy"]).returncode == 0  # outside the cgroup
+    finally:
+        subprocess.run(["modprobe", "-r", "dummy"], capture_output=True)
+        assert tp(agent, "delete", name).returncode == 0
+        os.rmdir(child)
 
 
 @needs_lsm

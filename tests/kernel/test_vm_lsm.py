@@ -58,6 +58,9 @@ def test_bad_rules_are_clear_errors(tmp_path: object) -> None:
         enf.deny_raw_sockets(2, mode="loud")
     with pytest.raises(KerneyeError, match="at least one tgid"):
         enf.protect_tasks(3, [])
+    with pytest.raises(KerneyeError, match="not a cgroup-v2 directory"):
+        enf.deny_module_load(4, cgroups=str(tmp_path))
+    assert enf.rules() == []
     with pytest.raises(KerneyeError, match="not started"):
         enf.read_decisions()
 
@@ -107,7 +110,10 @@ def test_guest_suite_passes_in_the_vm(vm: Any) -> None:
     # the feature probes pick kprobe/fentry/lsm on a kernel that has them
     _check_suite(vm, LSM_SUITE, {"test_feature_probe_finds_backend[kprobe]",
                                  "test_feature_probe_finds_backend[fentry]",
-                                 "test_feature_probe_finds_backend[lsm]", "test_keep_on_exit_survives_sigkill"}, 20)
+                                 "test_feature_probe_finds_backend[lsm]", "test_keep_on_exit_survives_sigkill",
+                                 "test_cgroup_scoped_open_denied_inside_only",
+                                 "test_cgroup_scoped_raw_sockets_and_shared_slots",
+                                 "test_cgroup_scoped_module_load"}, 24)
 
 
 @pytest.mark.slow
@@ -119,8 +125,8 @@ def test_agent_enforcement_suite_passes_in_the_vm(vm: Any) -> None:
     tests = _check_suite(vm, AGENT_SUITE, {
         "test_enforcement_policy_denies_open_reports_and_lets_go",
         "test_each_rule_gets_the_strongest_back_end", "test_module_and_bpf_loads_denied_by_bpf_lsm",
-        "test_exec_allow_list_denies_memfd_and_copies_with_bpf_lsm",
-        "test_agent_killed_with_sigkill[keep-enforcement-on-exit]", "test_agent_killed_with_sigkill[default]"}, 19)
+        "test_exec_allow_list_denies_memfd_and_copies_with_bpf_lsm", "test_module_load_denied_in_a_cgroup_only",
+        "test_agent_killed_with_sigkill[keep-enforcement-on-exit]", "test_agent_killed_with_sigkill[default]"}, 20)
     print("kerneye-vm: mechanisms chosen in the guest:",
           tests["test_each_rule_gets_the_strongest_back_end"].properties.get("mechanisms"))
 

@@ -436,3 +436,104 @@ def test_keep_on_exit_survives_sigkill(tmp: str) -> None:
     assert released
     assert run(["cat", f]).stdout == "hello\n"
     assert not os.path.exists(pin)
+
+
+# --- cgroup scope ------------------------------------------------------------------
+
+CGROUP2 = "/sys/fs/cgroup/unified"
+
+
+@pytest.fixture
+def cg() -> Iterator[str]:
+    """A fresh cgroup-v2 directory with a nested child; removed afterwards
+    (the processes the tests put there have exited by then)."""
+    d = os.path.join(CGROUP2, f"kerneye-lsm-{os.getpid()}")
+    os.makedirs(os.path.join(d, "nested"))
+    try:
+        yield d
+    finally:
+        for p in (os.path.join(d, "nested"), d):
+            os.rmdir(p)
+
+
+def in_cgroup(cg_dir: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run argv as a process that first moves itself into cg_dir."""
+    return run(["sh", "-c", f'echo $$ > {cg_dir}/cgroup.procs && exec "$@"', "sh", *argv])
+
+
+def slot_is_empty(enf: LsmEnforcer, slot: int) -> bool:
+    """The cgroup array refuses lookups from user space; deleting an empty
+    slot fails with ENOENT (and deleting a filled one would empty it)."""
+    assert enf._obj is not None  # noqa: SLF001
+    return not maps.delete(enf._obj.map_fd("kerneye_lsm_cgroups"), ctypes.c_uint32(slot))  # noqa: SLF001
+
+
+def test_cgroup_scoped_open_denied_inside_only(lsm: LsmEnforcer, tmp: str, cg: str) -> None:
+    f = mkfile(tmp)
+    nested = os.path.join(cg, "nested")
+    lsm.deny_open(91, f, cgroups=[cg])
+    slot = lsm.cgroup_slots()[cg]
+    r = in_cgroup(cg, ["cat", f])
+    assert r.returncode != 0 and EPERM_TEXT in r.stderr
+    r = in_cgroup(nested, ["cat", f])  # a child cgroup is covered
+    assert r.returncode != 0 and EPERM_TEXT in r.stderr
+    assert run(["cat", f]).stdout == "hello\n"  # outside: allowed
+    assert in_cgroup(CGROUP2, ["cat", f]).stdout == "hello\n"  # the parent is outside too
+    ds = [d for d in decisions(lsm, want=2) if d.comm == "cat"]
+    assert sorted(d.cgroup_id for d in ds) == sorted([os.stat(cg).st_ino, os.stat(nested).st_ino])
+    assert all((d.rule_id, d.verdict, d.errno) == (91, "deny", errno.EPERM) for d in ds)
+    # removing the rule frees its cgroup slot, and the cgroup may open again
+    assert lsm.remove_rule(91)
+    assert lsm.cgroup_slots() == {} and slot_is_empty(lsm, slot)
+    assert in_cgroup(cg, ["cat", f]).stdout == "hello\n"
+
+
+def test_cgroup_scoped_raw_sockets_and_shared_slots(lsm: LsmEnforcer, tmp: str, cg: str) -> None:
+    nested = os.path.join(cg, "nested")
+    f = mkfile(tmp)
+    icmp = ["AF_INET", "SOCK_RAW", str(socket.IPPROTO_ICMP)]
+    packet = ["AF_PACKET", "SOCK_DGRAM", "0"]
+    lsm.deny_raw_sockets(92, cgroups=nested)
+    lsm.deny_open(93, f, cgroups=[cg, nested])  # shares nested's slot
+    slots = lsm.cgroup_slots()
+    assert set(slots) == {cg, nested} and len(set(slots.values())) == 2
+    for argv in (icmp, packet):
+        assert in_cgroup(nested, [PY, "-c", RAW, *argv]).stdout.strip() == str(errno.EPERM), argv
+        assert in_cgroup(cg, [PY, "-c", RAW, *argv]).stdout.strip() == "ok", argv  # only the child is scoped
+        assert pyrun(RAW, *argv).stdout.strip() == "ok", argv
+    ds = [d for d in decisions(lsm, want=2) if d.hook == "socket_create"]
+    assert len(ds) == 2 and all(d.rule_id == 92 and d.cgroup_id == os.stat(nested).st_ino for d in ds)
+    # the slot of nested is held by both rules: it stays until the second goes
+    lsm.remove_rule(92)
+    assert lsm.cgroup_slots() == slots
+    assert in_cgroup(nested, [PY, "-c", RAW, *icmp]).stdout.strip() == "ok"
+    r = in_cgroup(nested, ["cat", f])  # rule 93 still sees nested's slot
+    assert r.returncode != 0 and EPERM_TEXT in r.stderr
+    assert run(["cat", f]).stdout == "hello\n"
+    lsm.remove_rule(93)
+    assert lsm.cgroup_slots() == {}
+    assert all(slot_is_empty(lsm, s) for s in slots.values())
+
+
+def test_cgroup_scoped_module_load(lsm: LsmEnforcer, cg: str) -> None:
+    ko = f"/lib/modules/{os.uname().release}/kernel/drivers/net/dummy.ko"
+    if not os.path.exists(ko):
+        pytest.skip(f"{ko} is not installed")
+    run(["modprobe", "-r", "dummy"])
+    lsm.deny_module_load(94, cgroups=[cg])
+    try:
+        r = in_cgroup(os.path.join(cg, "nested"), ["modprobe", "dummy"])
+        assert r.returncode != 0 and EPERM_TEXT in r.stderr
+        assert "dummy" not in open("/proc/modules").read()
+        d = [x for x in decisions(lsm) if x.hook == "kernel_read_file"][0]
+        assert d.rule_id == 94 and d.comm == "modprobe"
+        assert run(["modprobe", "dummy"]).returncode == 0  # outside the cgroup: loads
+    finally:
+        run(["modprobe", "-r", "dummy"])
+        lsm.remove_rule(94)
+
+
+def test_cgroup_scope_refuses_what_is_not_cgroup_v2(lsm: LsmEnforcer, tmp: str) -> None:
+    with pytest.raises(EnforceError, match="not a cgroup-v2 directory"):
+        lsm.deny_module_load(95, cgroups=tmp)
+    assert lsm.rules() == [] and lsm.cgroup_slots() == {}

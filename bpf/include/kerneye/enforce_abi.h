@@ -149,6 +149,7 @@ struct enf_net_event {
  * Modes, verdicts, event flags and stat indices reuse enum enf_mode,
  * enf_verdict, enf_event_flag and enf_stat above. */
 #define ENF_LSM_MAX_RULES 64 /* one bit per rule in a __u64 mask */
+#define ENF_LSM_MAX_CGROUPS 64 /* kerneye_lsm_cgroups slots; one bit each in enf_lsm_rule.cgroup_mask */
 #define ENF_LSM_NAME_LEN 256
 
 enum enf_lsm_const {
@@ -198,6 +199,10 @@ struct enf_lsm_rule {
 	__s32 err;      /* errno the operation fails with; 0 = EPERM */
 	__u32 pad;
 	__u64 bin_mask; /* 0 = any binary, else see ENF_LSM_RULE_BIN_NOT */
+	/* 0 = any task; else the rule applies only when the current task is in
+	 * (or below) the cgroup-v2 directory of one of these kerneye_lsm_cgroups
+	 * slots (a BPF_MAP_TYPE_CGROUP_ARRAY user space fills with directory fds) */
+	__u64 cgroup_mask;
 };
 
 /* kerneye_lsm_cfg[0] */

@@ -138,6 +138,7 @@ class EnfNetEvent(ctypes.Structure):
 # ---- BPF-LSM section (bpf/enforce/lsm.bpf.c, kerneye.enforce.lsm) ----
 
 ENF_LSM_MAX_RULES = 64
+ENF_LSM_MAX_CGROUPS = 64
 ENF_LSM_NAME_LEN = 256
 
 
@@ -192,6 +193,7 @@ class EnfLsmRule(ctypes.Structure):
         ("err", s32),
         ("pad", u32),
         ("bin_mask", u64),
+        ("cgroup_mask", u64),
     ]
 
 

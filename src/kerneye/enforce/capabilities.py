@@ -80,7 +80,8 @@ CGS = "kerneye.enforce.cgroup_sys"
 
 CAPABILITIES: dict[str, list[Capability]] = {
     "file open": [
-        _c("file open", "bpf-lsm", "`file_open`", "yes", "any (argError)", "any task (optionally chosen binaries)",
+        _c("file open", "bpf-lsm", "`file_open`", "yes", "any (argError)",
+           "any task, or cgroup subtrees (optionally chosen binaries)",
            "implemented", LSM, "inode rules (hard links, symlinks, renames, bind mounts covered); write-only rules "
            "from f_mode; directory trees go to fanotify"),
         _c("file open", "fanotify", "`FAN_OPEN_PERM` inode marks; directories recursively with "
@@ -91,8 +92,9 @@ CAPABILITIES: dict[str, list[Capability]] = {
            notes="`open(O_CREAT)` still creates the file"),
     ],
     "exec": [
-        _c("exec", "bpf-lsm", "`bprm_check_security`", "yes", "any (argError)", "any task (optionally chosen callers)",
-           "implemented", LSM, "deny list by inode; allow list host-wide, memfd and copies included"),
+        _c("exec", "bpf-lsm", "`bprm_check_security`", "yes", "any (argError)",
+           "any task, or cgroup subtrees (optionally chosen callers)", "implemented", LSM,
+           "deny list by inode; allow list host-wide or per cgroup subtree, memfd and copies included"),
         _c("exec", "fanotify", "`FAN_OPEN_EXEC_PERM`: inode marks, filesystem marks with sha256 of the content "
            "(copies), mount marks for allow lists, allow-cache of ignore marks", "yes", "EPERM (shell: 126)",
            "host; allow lists per mount", "implemented", FAN,
@@ -121,8 +123,8 @@ CAPABILITIES: dict[str, list[Capability]] = {
         _c("bind", "bpf-lsm", "`socket_bind`", "yes", "any", "any task", "planned"),
     ],
     "socket creation (raw sockets)": [
-        _c("socket creation (raw sockets)", "bpf-lsm", "`socket_create`", "yes", "any", "any task",
-           "implemented", LSM, "AF_INET, AF_INET6 and AF_PACKET"),
+        _c("socket creation (raw sockets)", "bpf-lsm", "`socket_create`", "yes", "any",
+           "any task, or cgroup subtrees", "implemented", LSM, "AF_INET, AF_INET6 and AF_PACKET"),
         _c("socket creation (raw sockets)", "cgroup-bpf", "`cgroup/sock_create`", "yes", "EPERM",
            "host or cgroup subtree", "implemented", CGN, "AF_INET/AF_INET6 only: AF_PACKET sockets are not seen"),
     ],
@@ -137,26 +139,26 @@ CAPABILITIES: dict[str, list[Capability]] = {
            "type, major:minor (wildcards), access r/w/m; checked at open and mknod (open fds stay usable)"),
     ],
     "kernel module load": [
-        _c("kernel module load", "bpf-lsm", "`kernel_read_file`, `kernel_load_data`", "yes", "any", "any task",
-           "implemented", LSM),
+        _c("kernel module load", "bpf-lsm", "`kernel_read_file`, `kernel_load_data`", "yes", "any",
+           "any task, or cgroup subtrees", "implemented", LSM),
         _c("kernel module load", "signal", "`sys_enter_finit_module`", "reaction", "-", "any task", "action",
            notes="not measured here (no module support on the reference kernel); assume the module loads"),
     ],
     "BPF program load": [
-        _c("BPF program load", "bpf-lsm", "`bpf` (BPF_PROG_LOAD)", "yes", "any", "any task but the agent",
-           "implemented", LSM),
+        _c("BPF program load", "bpf-lsm", "`bpf` (BPF_PROG_LOAD)", "yes", "any",
+           "any task but the agent, or cgroup subtrees", "implemented", LSM),
         _c("BPF program load", "signal", "`sys_enter_bpf`", "reaction", "-", "any task", "action",
            notes="the program is loaded before the signal lands"),
     ],
     "unlink, rename, chmod": [
         _c("unlink, rename, chmod", "bpf-lsm", "`path_unlink`, `path_rename`, `path_chmod`", "yes", "any",
-           "any task", "implemented", LSM, "needs CONFIG_SECURITY_PATH (Debian, Ubuntu, RHEL have it)"),
+           "any task, or cgroup subtrees", "implemented", LSM, "needs CONFIG_SECURITY_PATH (Debian, Ubuntu, RHEL have it)"),
         _c("unlink, rename, chmod", "signal", "`sys_enter_unlinkat` ...", "reaction", "-", "any task", "action",
            notes="the change is made"),
     ],
     "ptrace, kill": [
-        _c("ptrace, kill", "bpf-lsm", "`ptrace_access_check`, `task_kill`", "yes", "any", "protected tasks",
-           "implemented", LSM, "used to protect the agent itself"),
+        _c("ptrace, kill", "bpf-lsm", "`ptrace_access_check`, `task_kill`", "yes", "any",
+           "protected tasks, from any task or cgroup subtrees", "implemented", LSM, "used to protect the agent itself"),
         _c("ptrace, kill", "signal", "`sys_enter_ptrace`, `sys_enter_kill`", "reaction", "-", "any task",
            "action"),
     ],

@@ -24,6 +24,14 @@ processes whose kerneye_execve_map entry has (bin_match & bin_mask) != 0 (== 0
 with bin_not). That map belongs to the base sensor; pass its fd as
 execve_map_fd to share it, otherwise this object has a private, empty copy.
 
+Container scope: every rule method takes cgroups=[dir, ...] (cgroup-v2
+directories); the rule then applies only while the acting task is in one of
+them or below, which is how one container's module loads, BPF loads, packet
+sockets or memfd execs are refused while the host's go on. The directories
+go into a cgroup array map (one slot per directory, shared and refcounted
+by the rules naming it, at most ENF_LSM_MAX_CGROUPS) and the programs ask
+bpf_current_task_under_cgroup(). Without cgroups a rule covers every task.
+
 Files are resolved with stat() when the rule is added (symlinks followed) and
 matched by (device, inode) as the kernel sees it: st_dev is converted to the
 kernel's MAJOR << 20 | MINOR. A hard link, a symlink, a rename or a bind mount
@@ -75,7 +83,8 @@ PROGRAMS = {
 }
 _PATH_PROGRAMS = ("kerneye_lsm_path_unlink", "kerneye_lsm_path_rename", "kerneye_lsm_path_chmod")
 MAPS = ("kerneye_lsm_rules", "kerneye_lsm_cfg", "kerneye_lsm_inodes", "kerneye_lsm_tasks", "kerneye_lsm_stats",
-        "kerneye_lsm_rb")
+        "kerneye_lsm_rb", "kerneye_lsm_cgroups")
+CGROUP_MAP = "kerneye_lsm_cgroups"
 
 MODES = {"monitor": A.EnfMode.MONITOR, "enforce": A.EnfMode.ENFORCE}
 KINDS = {k.name.lower(): k for k in A.EnfLsmKind if k != A.EnfLsmKind.MAX}
@@ -122,7 +131,9 @@ class LsmRule:
     bin_mask: int = 0
     bin_not: bool = False
     err: int = 0                  # errno; 0 = EPERM
+    cgroups: list[str] = field(default_factory=list)  # cgroup-v2 directories; [] = any task
     inodes: dict[tuple[int, int], str] = field(default_factory=dict)  # (kernel dev, ino) -> path
+    cgroup_mask: int = 0          # kerneye_lsm_cgroups slots of `cgroups`, set while installed
 
     def validate(self) -> None:
         if not 0 <= self.id < 2**32:
@@ -142,6 +153,11 @@ class LsmRule:
         for t in self.tgids:
             if not 0 < int(t) < 2**32:
                 raise EnforceError(f"rule {self.id}: bad tgid {t}")
+        for c in self.cgroups:
+            # cgroup.controllers exists in every cgroup-v2 directory and in no v1 one
+            if not os.path.isfile(os.path.join(c, "cgroup.controllers")):
+                raise EnforceError(f"rule {self.id}: {c} is not a cgroup-v2 directory; give one under the "
+                                   "cgroup2 mount (e.g. /sys/fs/cgroup/unified/<name>)")
 
     def resolve(self) -> None:
         """Look the paths up (follows symlinks)."""
@@ -161,7 +177,7 @@ class LsmRule:
             flags |= A.EnfLsmRuleFlag.BIN_NOT
         mode = MODES[self.mode] if self.mode else default_mode
         return A.EnfLsmRule(id=self.id, kind=int(KINDS[self.kind]), mode=int(mode), flags=int(flags), err=self.err,
-                            bin_mask=self.bin_mask)
+                            bin_mask=self.bin_mask, cgroup_mask=self.cgroup_mask)
 
 
 # --- decisions --------------------------------------------------------------
@@ -244,7 +260,7 @@ def _kernel_has_path_hooks() -> bool:
 # --- the enforcer -----------------------------------------------------------
 
 class LsmEnforcer(BpfEnforcer[LsmRule, LsmDecision]):
-    """BPF-LSM rules for the whole host.
+    """BPF-LSM rules for the whole host, or for chosen cgroup subtrees.
 
     Rules may be added before start() (installed at start) or after (live).
     Adding a rule with an id in use replaces that rule. Life cycle, slots
@@ -279,6 +295,8 @@ class LsmEnforcer(BpfEnforcer[LsmRule, LsmDecision]):
         self._inodes: dict[tuple[int, int, int], int] = {}  # (dev, ino, kind) -> slot mask, as in the map
         self._tasks: dict[int, int] = {}  # tgid -> slot mask, as in the map
         self._kind_mask = [0] * int(A.EnfLsmKind.MAX)
+        self._cgroups: dict[str, list[int]] = {}  # realpath -> [kerneye_lsm_cgroups slot, rules using it]
+        self._next_cg = 0
 
     # availability
 
@@ -338,64 +356,80 @@ class LsmEnforcer(BpfEnforcer[LsmRule, LsmDecision]):
         if isinstance(e, KerneyeError) and not isinstance(e, EnforceError):
             raise EnforceError(f"cannot start BPF-LSM enforcement: {e}") from None
 
+    def _populate(self) -> None:
+        self._init_maps()  # a (re)start begins with empty maps
+        super()._populate()
+
     @property
     def started(self) -> bool:
         return self._obj is not None
 
     release_pinned = staticmethod(release_pinned)
 
-    # rules: one method per kind
+    # rules: one method per kind. Each takes cgroups=: a cgroup-v2 directory
+    # or several; the rule then applies only to tasks in one of them or below
+    # (a container's processes). None or []: every task.
 
     def deny_open(self, rule_id: int, paths: str | Iterable[str], *, mode: str | None = None,
-                  write_only: bool = False, bin_mask: int = 0, bin_not: bool = False, err: int = 0) -> LsmRule:
+                  write_only: bool = False, bin_mask: int = 0, bin_not: bool = False, err: int = 0,
+                  cgroups: str | Iterable[str] | None = None) -> LsmRule:
         """open() of these files fails (only opens for write with
         write_only). Also covers exec, which opens the file."""
         return self.add_rule(LsmRule(rule_id, "open", mode, _paths(paths), write_only=write_only,
-                                     bin_mask=bin_mask, bin_not=bin_not, err=err))
+                                     bin_mask=bin_mask, bin_not=bin_not, err=err, cgroups=_cgroups(cgroups)))
 
     def deny_exec(self, rule_id: int, paths: str | Iterable[str], *, mode: str | None = None, bin_mask: int = 0,
-                  bin_not: bool = False, err: int = 0) -> LsmRule:
+                  bin_not: bool = False, err: int = 0, cgroups: str | Iterable[str] | None = None) -> LsmRule:
         """execve() of these files fails (whatever name or link is used)."""
         return self.add_rule(LsmRule(rule_id, "exec_deny", mode, _paths(paths), bin_mask=bin_mask,
-                                     bin_not=bin_not, err=err))
+                                     bin_not=bin_not, err=err, cgroups=_cgroups(cgroups)))
 
     def exec_allowlist(self, rule_id: int, allowed_paths: Iterable[str], *, mode: str | None = None,
-                       bin_mask: int = 0, bin_not: bool = False, err: int = 0) -> LsmRule:
+                       bin_mask: int = 0, bin_not: bool = False, err: int = 0,
+                       cgroups: str | Iterable[str] | None = None) -> LsmRule:
         """execve() of any file but these fails: copies, memfds and
         interpreters not listed included (a script needs its interpreter
-        listed too). Scope it with bin_mask unless it is meant host-wide."""
+        listed too). Scope it with cgroups or bin_mask unless it is meant
+        host-wide."""
         return self.add_rule(LsmRule(rule_id, "exec_allow", mode, _paths(allowed_paths), bin_mask=bin_mask,
-                                     bin_not=bin_not, err=err))
+                                     bin_not=bin_not, err=err, cgroups=_cgroups(cgroups)))
 
     def deny_raw_sockets(self, rule_id: int, *, mode: str | None = None, bin_mask: int = 0,
-                         bin_not: bool = False, err: int = 0) -> LsmRule:
+                         bin_not: bool = False, err: int = 0, cgroups: str | Iterable[str] | None = None) -> LsmRule:
         """socket(AF_INET/AF_INET6, SOCK_RAW) and socket(AF_PACKET, any) fail."""
-        return self.add_rule(LsmRule(rule_id, "raw_socket", mode, bin_mask=bin_mask, bin_not=bin_not, err=err))
+        return self.add_rule(LsmRule(rule_id, "raw_socket", mode, bin_mask=bin_mask, bin_not=bin_not, err=err,
+                                     cgroups=_cgroups(cgroups)))
 
     def deny_module_load(self, rule_id: int, *, mode: str | None = None, bin_mask: int = 0,
-                         bin_not: bool = False, err: int = 0) -> LsmRule:
+                         bin_not: bool = False, err: int = 0, cgroups: str | Iterable[str] | None = None) -> LsmRule:
         """init_module() and finit_module() fail."""
-        return self.add_rule(LsmRule(rule_id, "module", mode, bin_mask=bin_mask, bin_not=bin_not, err=err))
+        return self.add_rule(LsmRule(rule_id, "module", mode, bin_mask=bin_mask, bin_not=bin_not, err=err,
+                                     cgroups=_cgroups(cgroups)))
 
     def deny_bpf_load(self, rule_id: int, allow_tgids: Iterable[int] | None = None, *, mode: str | None = None,
-                      bin_mask: int = 0, bin_not: bool = False, err: int = 0) -> LsmRule:
+                      bin_mask: int = 0, bin_not: bool = False, err: int = 0,
+                      cgroups: str | Iterable[str] | None = None) -> LsmRule:
         """bpf(BPF_PROG_LOAD) fails except for allow_tgids (default: this
         process, so the agent can still load its own programs)."""
         tgids = list(allow_tgids) if allow_tgids is not None else [os.getpid()]
         return self.add_rule(LsmRule(rule_id, "bpf", mode, tgids=[int(t) for t in tgids], bin_mask=bin_mask,
-                                     bin_not=bin_not, err=err))
+                                     bin_not=bin_not, err=err, cgroups=_cgroups(cgroups)))
 
     def protect_files(self, rule_id: int, paths: str | Iterable[str], *, mode: str | None = None,
-                      bin_mask: int = 0, bin_not: bool = False, err: int = 0) -> LsmRule:
+                      bin_mask: int = 0, bin_not: bool = False, err: int = 0,
+                      cgroups: str | Iterable[str] | None = None) -> LsmRule:
         """unlink(), rename() (from or onto) and chmod() of these files fail."""
         return self.add_rule(LsmRule(rule_id, "protect_file", mode, _paths(paths), bin_mask=bin_mask,
-                                     bin_not=bin_not, err=err))
+                                     bin_not=bin_not, err=err, cgroups=_cgroups(cgroups)))
 
-    def protect_tasks(self, rule_id: int, tgids: Iterable[int], *, mode: str | None = None, err: int = 0) -> LsmRule:
+    def protect_tasks(self, rule_id: int, tgids: Iterable[int], *, mode: str | None = None, err: int = 0,
+                      cgroups: str | Iterable[str] | None = None) -> LsmRule:
         """Terminating or stopping signals (all but 0, SIGCHLD, SIGCONT,
         SIGURG, SIGWINCH) and ptrace attach against these processes fail,
-        unless the sender is one of them."""
-        return self.add_rule(LsmRule(rule_id, "protect_task", mode, tgids=[int(t) for t in tgids], err=err))
+        unless the sender is one of them. With cgroups, only senders in
+        those cgroups are refused."""
+        return self.add_rule(LsmRule(rule_id, "protect_task", mode, tgids=[int(t) for t in tgids], err=err,
+                                     cgroups=_cgroups(cgroups)))
 
     # rules: generic
 
@@ -421,6 +455,80 @@ class LsmEnforcer(BpfEnforcer[LsmRule, LsmDecision]):
 
     def _rule_struct(self, rule: LsmRule) -> A.EnfLsmRule:
         return rule.to_struct(MODES[self.mode])
+
+    # cgroup scope: one kerneye_lsm_cgroups slot per directory, shared by the
+    # rules naming it (refcounted); written before the rule that points at
+    # it, cleared after the last such rule is gone.
+
+    def _install(self, rule: LsmRule) -> None:
+        rule.cgroup_mask = self._cgroups_acquire(rule)
+        try:
+            super()._install(rule)
+        except BaseException:
+            self._cgroups_release(rule)
+            raise
+
+    def _uninstall(self, rule_id: int) -> None:
+        _, rule = self._rules[rule_id]
+        super()._uninstall(rule_id)
+        self._cgroups_release(rule)
+
+    def _cgroups_acquire(self, rule: LsmRule) -> int:
+        mask = 0
+        rule.cgroup_mask = 0
+        try:
+            for c in rule.cgroups:
+                key = os.path.realpath(c)
+                ent = self._cgroups.get(key)
+                if ent is None:
+                    ent = self._cgroups[key] = [self._cgroup_slot(rule, c), 0]
+                if not mask & (1 << ent[0]):
+                    ent[1] += 1
+                    mask |= 1 << ent[0]
+                    rule.cgroup_mask = mask  # what _cgroups_release gives back on failure
+        except BaseException:
+            self._cgroups_release(rule)
+            raise
+        return mask
+
+    def _cgroup_slot(self, rule: LsmRule, path: str) -> int:
+        """A free slot, round robin (as for rule slots), holding path's cgroup."""
+        assert self._obj is not None
+        used = {slot for slot, _ in self._cgroups.values()}
+        for i in range(A.ENF_LSM_MAX_CGROUPS):
+            slot = (self._next_cg + i) % A.ENF_LSM_MAX_CGROUPS
+            if slot not in used:
+                break
+        else:
+            raise EnforceError(f"rule {rule.id}: too many cgroups in BPF-LSM rules (the kernel side holds "
+                               f"{A.ENF_LSM_MAX_CGROUPS}); remove rules scoped to other cgroups first")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise EnforceError(f"rule {rule.id}: cannot open cgroup {path}: {e.strerror}") from None
+        try:
+            maps.update(self._obj.map_fd(CGROUP_MAP), ctypes.c_uint32(slot), ctypes.c_uint32(fd))
+        except KerneyeError as e:
+            raise EnforceError(f"rule {rule.id}: cannot scope to {path} ({e}); give a cgroup-v2 directory") from None
+        finally:
+            os.close(fd)
+        self._next_cg = slot + 1
+        return slot
+
+    def _cgroups_release(self, rule: LsmRule) -> None:
+        mask, rule.cgroup_mask = rule.cgroup_mask, 0
+        for key, ent in list(self._cgroups.items()):
+            if mask & (1 << ent[0]):
+                ent[1] -= 1
+                if ent[1] <= 0:
+                    del self._cgroups[key]
+                    if self._obj is not None:
+                        maps.delete(self._obj.map_fd(CGROUP_MAP), ctypes.c_uint32(ent[0]))
+
+    def cgroup_slots(self) -> dict[str, int]:
+        """cgroup directory (realpath) -> its kerneye_lsm_cgroups slot, for
+        the cgroups the installed rules are scoped to."""
+        return {k: v[0] for k, v in self._cgroups.items()}
 
     def _sync(self, adding: bool) -> None:
         """Bring the inode map, the task map and the kind masks in line with
@@ -475,3 +583,7 @@ class LsmEnforcer(BpfEnforcer[LsmRule, LsmDecision]):
 
 def _paths(p: str | Iterable[str]) -> list[str]:
     return [p] if isinstance(p, (str, os.PathLike)) else [str(x) for x in p]
+
+
+def _cgroups(c: str | Iterable[str] | None) -> list[str]:
+    return [] if c is None else _paths(c)

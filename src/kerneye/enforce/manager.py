@@ -387,7 +387,8 @@ class CgroupAdapter(Adapter):
 
 class LsmAdapter(Adapter):
     """BPF-LSM (kerneye.enforce.lsm): files and exec by inode, raw and packet
-    sockets, module and BPF loads, unlink/rename/chmod; host-wide."""
+    sockets, module and BPF loads, unlink/rename/chmod; host-wide, or for
+    the tasks of spec.scope's cgroup subtrees (containers)."""
 
     key = "bpf-lsm"
     OPS = ("open", "write", "exec", "raw_socket", "module", "bpf", "protect")
@@ -408,8 +409,6 @@ class LsmAdapter(Adapter):
     def supports(self, rule: Rule) -> str | None:
         if rule.op not in self.OPS:
             return f"kerneye's LSM programs do not cover {rule.op} (cgroup BPF does)"
-        if rule.scope:
-            return "LSM rules are host-wide; container scope is not implemented for them"
         if any(p.endswith("/") or os.path.isdir(p) for p in rule.paths) and rule.op != "protect":
             return "directory trees are not matched by the LSM programs (inode rules only)"
         if any(p.startswith("sha256:") for p in rule.paths):
@@ -424,6 +423,8 @@ class LsmAdapter(Adapter):
         kw: dict[str, Any] = {"mode": mode, "err": r.errno if r.errno != _errno.EPERM else 0}
         if r.binaries:
             kw.update(bin_mask=self.mgr.binaries_mask(inst), bin_not=r.binaries_not)
+        if r.scope:  # cgroup directories (container:<id> resolved); none: every task
+            kw["cgroups"] = self.mgr.cgroups_of(r)
         paths = list(r.paths)
         if r.op in ("open", "write"):
             self.enf.deny_open(bid, paths, write_only=r.op == "write", **kw)
