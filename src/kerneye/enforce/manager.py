@@ -123,7 +123,13 @@ class Adapter:
         while not self._stop.is_set():
             try:
                 for v in self.poll(0.2):
-                    self.mgr.verdicts.put(v)
+                    # back-pressure while the agent drains; never stuck past close()
+                    while not self._stop.is_set():
+                        try:
+                            self.mgr.verdicts.put(v, timeout=0.5)
+                            break
+                        except queue.Full:
+                            continue
             except Exception as e:  # noqa: BLE001 - a reader must not die silently
                 if self._stop.is_set():
                     return
