@@ -156,8 +156,11 @@ class Adapter:
         inst.backend_ids.clear()
 
     def poll(self, timeout_s: float) -> list[Verdict]: return []
-    def supports(self, rule: Rule) -> str | None:
-        """None if this adapter can enforce rule, else why not."""
+
+    @staticmethod
+    def supports(rule: Rule) -> str | None:
+        """None if this back end can enforce rule, else why not (asked before
+        anything is started)."""
         return None
 
 
@@ -173,7 +176,8 @@ class FanotifyAdapter(Adapter):
     def _close(self) -> None:
         self.enf.close()
 
-    def supports(self, rule: Rule) -> str | None:
+    @staticmethod
+    def supports(rule: Rule) -> str | None:
         if rule.op not in ("open", "write", "exec"):
             return f"fanotify sees file opens and execs, not {rule.op}"
         return None
@@ -235,8 +239,9 @@ class CgroupAdapter(Adapter):
     ENFORCE_SET, MONITOR_SET = 0, 1
 
     def _start(self) -> None:
-        self.enfs: dict[str, Any] = {}
-        self.sys_enfs: dict[str, Any] = {}
+        self.enfs: dict[str, Any] = {}      # cgroup -> CgroupNetEnforcer
+        self.sys_enfs: dict[str, Any] = {}  # cgroup -> CgroupSysEnforcer
+        self._where: dict[int, Any] = {}    # back-end rule id -> the enforcer holding it
 
     def _enforcer(self, cgroup: str) -> Any:
         from .cgroup_net import CgroupNetEnforcer, release_pinned
@@ -274,8 +279,10 @@ class CgroupAdapter(Adapter):
             e.close()
         self.enfs.clear()
         self.sys_enfs.clear()
+        self._where.clear()
 
-    def supports(self, rule: Rule) -> str | None:
+    @staticmethod
+    def supports(rule: Rule) -> str | None:
         if rule.op == "raw_socket" and rule.family == "packet":
             return "AF_PACKET sockets are not seen by cgroup/sock_create; denying them needs BPF-LSM"
         return None
@@ -294,17 +301,15 @@ class CgroupAdapter(Adapter):
             self._install_sys(inst, rs, err, bin_kw)
             return
         if r.op == "raw_socket":
-            fam = {"any": "any", "inet": "inet", "inet6": "inet6"}[r.family]
-            rules.append(lambda bid: NetRule(id=bid, sock_type="raw", family=fam, hooks=("sock_create",),
+            rules.append(lambda bid: NetRule(id=bid, sock_type="raw", family=r.family, hooks=("sock_create",),
                                              ruleset=rs, err=err, **bin_kw))
         else:
             hooks = (r.op,)
-            proto = r.protocol if r.protocol != "any" else "any"
 
             def mk(action: str, cidrs: tuple[str, ...], ports: tuple[tuple[int, int], ...], prio: int) -> None:
                 for pr in (list(ports) or [None]):
                     rules.append(lambda bid, pr=pr: NetRule(
-                        id=bid, action=action, cidrs=list(cidrs), ports=pr, proto=proto, hooks=hooks,
+                        id=bid, action=action, cidrs=list(cidrs), ports=pr, proto=r.protocol, hooks=hooks,
                         priority=prio, ruleset=rs, err=err, report=False, **bin_kw))
 
             cidrs = r.cidrs
@@ -324,7 +329,7 @@ class CgroupAdapter(Adapter):
                 bid = self.mgr.new_backend_id(inst)
                 e.add_rule(make(bid))
                 inst.backend_ids.append(bid)
-                self._where[bid] = cg
+                self._where[bid] = e
 
     def _install_sys(self, inst: Installed, rs: int, err: int, bin_kw: dict[str, Any]) -> None:
         from .sysrules import DeviceRule, SysctlRule
@@ -348,20 +353,13 @@ class CgroupAdapter(Adapter):
                 rule = make(bid)
                 (e.add_sysctl_rule if r.op == "sysctl" else e.add_device_rule)(rule)
                 inst.backend_ids.append(bid)
-                self._where[bid] = "sys:" + cg
-
-    def __init__(self, mgr: "EnforcementManager") -> None:
-        super().__init__(mgr)
-        self._where: dict[int, str] = {}
+                self._where[bid] = e
 
     def remove(self, inst: Installed) -> None:
         for bid in inst.backend_ids:
-            cg = self._where.pop(bid, None) or ""
-            if cg.startswith("sys:"):
-                if cg[4:] in self.sys_enfs:
-                    self.sys_enfs[cg[4:]].remove_rule(bid)
-            elif cg in self.enfs:
-                self.enfs[cg].remove_rule(bid)
+            e = self._where.pop(bid, None)  # the enforcer holding it
+            if e is not None:
+                e.remove_rule(bid)
         inst.backend_ids.clear()
 
     def poll(self, timeout_s: float) -> list[Verdict]:
@@ -412,8 +410,9 @@ class LsmAdapter(Adapter):
     def _close(self) -> None:
         self.enf.close()
 
-    def supports(self, rule: Rule) -> str | None:
-        if rule.op not in self.OPS:
+    @staticmethod
+    def supports(rule: Rule) -> str | None:
+        if rule.op not in LsmAdapter.OPS:
             return f"kerneye's LSM programs do not cover {rule.op} (cgroup BPF does)"
         if any(p.endswith("/") or os.path.isdir(p) for p in rule.paths) and rule.op != "protect":
             return "directory trees are not matched by the LSM programs (inode rules only)"
@@ -500,8 +499,7 @@ class EnforcementManager:
             if why is None and cap.mechanism not in ADAPTERS:
                 why = "kerneye has no back end for it yet"
             if why is None:
-                cls = ADAPTERS[cap.mechanism]
-                why = cls.supports(self.adapters.get(cap.mechanism) or cls(self), rule)
+                why = ADAPTERS[cap.mechanism].supports(rule)
             if why is None:
                 return cap.mechanism
             reasons.append(f"{capabilities.MECHANISMS[cap.mechanism].name}: {why}")
