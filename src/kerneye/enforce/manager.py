@@ -111,6 +111,7 @@ class Adapter:
         self.started = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self.lost = 0  # decisions applied but not reported, read by this adapter's thread
 
     def ensure_started(self) -> None:
         if not self.started:
@@ -130,6 +131,7 @@ class Adapter:
                             break
                         except queue.Full:
                             continue
+                self.lost = self._count_lost()
             except Exception as e:  # noqa: BLE001 - a reader must not die silently
                 if self._stop.is_set():
                     return
@@ -156,6 +158,17 @@ class Adapter:
         inst.backend_ids.clear()
 
     def poll(self, timeout_s: float) -> list[Verdict]: return []
+
+    def enforcers(self) -> list[Any]:
+        """The back-end objects this adapter drives."""
+        return [self.enf] if self.enf is not None else []
+
+    def _count_lost(self) -> int:
+        n = 0
+        for e in self.enforcers():
+            st = e.stats() if callable(e.stats) else e.stats  # BPF counters, or fanotify's dict
+            n += int(st.get("rb_lost", 0)) + int(st.get("reports_dropped", 0))
+        return n
 
     @staticmethod
     def supports(rule: Rule) -> str | None:
@@ -275,11 +288,14 @@ class CgroupAdapter(Adapter):
         return e
 
     def _close(self) -> None:
-        for e in list(self.enfs.values()) + list(self.sys_enfs.values()):
+        for e in self.enforcers():
             e.close()
         self.enfs.clear()
         self.sys_enfs.clear()
         self._where.clear()
+
+    def enforcers(self) -> list[Any]:
+        return [*self.enfs.values(), *self.sys_enfs.values()]
 
     @staticmethod
     def supports(rule: Rule) -> str | None:
@@ -681,16 +697,9 @@ class EnforcementManager:
     def lost_reports(self) -> int:
         """Decisions the back ends made but could not report (ring buffer or
         report queue full). The decision itself was applied."""
-        n = 0
-        for a in list(self.adapters.values()):
-            if not a.started:
-                continue
-            enfs = [a.enf] if a.enf is not None else []
-            enfs += list(getattr(a, "enfs", {}).values()) + list(getattr(a, "sys_enfs", {}).values())
-            for e in enfs:
-                st = e.stats() if callable(e.stats) else e.stats
-                n += int(st.get("rb_lost", 0)) + int(st.get("reports_dropped", 0))
-        return n
+        # counted by each adapter's reader thread: no map reads on the caller's
+        # thread (the agent's main loop asks every tick)
+        return sum(a.lost for a in list(self.adapters.values()))
 
     def status(self) -> dict[str, Any]:
         return {"mechanisms": {k: (v or "available") for k, v in (self.mechanisms or {}).items()},
