@@ -1454,10 +1454,10 @@ def sha256_of(path: str) -> str:
     return _sha256_file(path)
 
 
-def exec_filesystems(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
-    """One mount point per filesystem that programs can be executed from:
-    not a pseudo filesystem, and mounted without noexec at least once."""
-    out: dict[str, str] = {}
+def _exec_mount_entries(mountinfo: str) -> list[tuple[str, str]]:
+    """(device, mount point) of every mount programs can be executed from:
+    not a pseudo filesystem, not mounted noexec."""
+    out = []
     with open(mountinfo) as f:
         for ln in f:
             pre, _, post = ln.partition(" - ")
@@ -1467,6 +1467,20 @@ def exec_filesystems(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
             fstype = post.split()[0]
             if fstype in PSEUDO_FS or "noexec" in fields[5].split(","):
                 continue
-            mp = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
-            out.setdefault(fields[2], mp)
+            out.append((fields[2], re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])))
+    return out
+
+
+def exec_filesystems(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    """One mount point per filesystem that programs can be executed from:
+    not a pseudo filesystem, and mounted without noexec at least once."""
+    out: dict[str, str] = {}
+    for dev, mp in _exec_mount_entries(mountinfo):
+        out.setdefault(dev, mp)
     return list(out.values())
+
+
+def exec_mounts(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    """Every mount point programs can be executed from (a bind mount of a
+    filesystem is a mount of its own for mount marks)."""
+    return list(dict.fromkeys(mp for _dev, mp in _exec_mount_entries(mountinfo)))

@@ -226,6 +226,8 @@ class FanotifyAdapter(Adapter):
             inst.backend_ids.append(bid)
         if r.op == "exec" and r.action == "allow":
             allowed = list(r.paths)
+            from .fanotify import exec_mounts
+
             for m in r.mounts or exec_mounts():
                 bid = self.mgr.new_backend_id(inst)
                 self.enf.exec_allowlist(bid, m, allowed, mode, **kw)
@@ -719,24 +721,6 @@ class EnforcementManager:
                                 self._binaries.release_binaries(f"enforce:{inst.rid}")
                             except KerneyeError:
                                 pass
-
-
-def exec_mounts() -> list[str]:
-    """Every mount point programs can be executed from (not noexec, not a
-    pseudo filesystem): an allow list marks each, so a bind mount of an
-    allowed filesystem is covered too."""
-    from .fanotify import PSEUDO_FS
-
-    out: dict[str, None] = {}
-    with open("/proc/self/mountinfo") as f:
-        for ln in f:
-            pre, _, post = ln.partition(" - ")
-            fields = pre.split()
-            fstype = post.split()[0] if post else ""
-            if len(fields) < 6 or fstype in PSEUDO_FS or fstype == "devtmpfs" or "noexec" in fields[5].split(","):
-                continue
-            out[re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])] = None
-    return list(out)
 
 
 def _cgroup2_root() -> str:
