@@ -40,8 +40,6 @@ from .sensors import exec as exec_sensor
 from .sensors.base import Sensor, SensorManager
 from .enforce.manager import EnforcementManager, Installed, PolicyEntry, Verdict, render_args
 from .enforce.rules import errno_name
-from .process.identity import exec_id, rfc3339
-from .process.model import unknown_process
 from .sensors.generic import PolicyManager
 
 log = logging.getLogger("kerneye.agent")
@@ -173,8 +171,6 @@ class Agent:
             if not os.path.isdir(d):
                 raise ConfigError(f"--tracing-policy-dir {d} is not a directory")
             files += sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith((".yaml", ".yml")))
-        if files:
-            from .policy import loader
         for path in files:
             try:
                 with open(path, encoding="utf-8") as f:
@@ -225,8 +221,6 @@ class Agent:
 
     def policy_command(self, req: dict[str, Any]) -> dict[str, Any]:
         """tracingpolicy add|list|delete|enable|disable|set-mode from the API."""
-        from .policy import loader
-
         pm = self.policies
         if pm is None:
             raise KerneyeError("the policy engine is not loaded")
@@ -353,19 +347,8 @@ class Agent:
 
     # --- events -------------------------------------------------------------
     def _enforcement_event(self, inst: Installed, entry: PolicyEntry, v: Verdict) -> None:
-        """Decisions can overtake the exec event of their process (different
-        queues): wait for it in the event cache, as policy events do."""
-        if not self._try_enforcement_event(inst, v, False):
-            self.eventcache.park(lambda final: self._try_enforcement_event(inst, v, final))
-
-    def _try_enforcement_event(self, inst: Installed, v: Verdict, final: bool) -> bool:
-        proc = self.cache.get_recent_by_pid(v.pid)
-        if proc is None:
-            if not final:
-                return False
-            proc = unknown_process(exec_id(self.cfg.node_name, 0, v.pid), v.pid, 0, v.tid)
-        parent = self.cache.get(proc.parent_exec_id) if proc.parent_exec_id else None
-        ancestors = self.cache.ancestors(proc) if self.cfg.enable_ancestors else None
+        """A decision as a policy event, through the policy sensor's emitter
+        (same process lookup, record shape and event-cache parking)."""
         r = inst.rule.report
         extra: dict[str, Any] = {"function_name": r.function_name, "args": render_args(inst, v),
                                  "action": "KPROBE_ACTION_OVERRIDE" if v.blocked else "KPROBE_ACTION_POST",
@@ -382,19 +365,10 @@ class Agent:
         if inst.rule.where:
             enf["rule"] = inst.rule.where
         extra["enforcement"] = enf
-        # the process record policy events carry: lean unless --policy-events-full-process
-        pj = (lambda p: p.json()) if self.cfg.policy_events_full_process else (lambda p: p.json_lean())
-        parts = ['{"', r.kind, '":{"process":', pj(proc)]
-        if parent is not None:
-            parts += [',"parent":', pj(parent)]
-        if ancestors:
-            parts += [',"ancestors":[', ",".join(pj(a) for a in ancestors), "]"]
-        for k, val in extra.items():
-            parts += [',"', k, '":', json.dumps(val, separators=(",", ":"), ensure_ascii=False)]
-        parts += ['},"node_name":', json.dumps(self.cfg.node_name), ',"time":"', rfc3339(v.time_ns), '"}']
-        self.emit(Event(r.kind, proc, parent, v.time_ns, self.cfg.node_name, extra=extra, ancestors=ancestors,
-                        _json="".join(parts)))
-        return True
+        body = "".join(f',"{k}":{json.dumps(val, separators=(",", ":"), ensure_ascii=False)}'
+                       for k, val in extra.items())
+        assert self.policies is not None
+        self.policies.emit_event(r.kind, (v.pid, 0, v.tid), body, v.time_ns)
 
     def emit(self, ev: Event) -> None:
         self.events_by_kind[ev.kind] = self.events_by_kind.get(ev.kind, 0) + 1

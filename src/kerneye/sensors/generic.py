@@ -782,14 +782,22 @@ class PolicyManager:
         body = "".join(frag)
         t = self.clock.wall(h[4])
         key = (h[5], h[7], h[9])
-        if not self._try_emit(hc.event_kind, key, body, t, False):
-            self.eventcache.park(lambda final: self._try_emit(hc.event_kind, key, body, t, final))
+        self.emit_event(hc.event_kind, key, body, t)
+
+    def emit_event(self, kind: str, key: tuple[int, int, int], body: str, t: int) -> None:
+        """Emit a policy event (kind, then the fields after process/parent/
+        ancestors as a JSON fragment starting with a comma) for the process
+        key (pid, ktime or 0, tid); park it in the event cache until that
+        process is known. Also used for enforcement decisions."""
+        if not self._try_emit(kind, key, body, t, False):
+            self.eventcache.park(lambda final: self._try_emit(kind, key, body, t, final))
 
     def _try_emit(self, kind: str, key: tuple[int, int, int], body: str, t: int, final: bool) -> bool:
         pid, ktime, tid = key
         proc = self.cache.get_by_key(pid, ktime) if ktime else None
         if proc is None:
-            proc = self.cache.get_by_pid(pid)
+            # also a process that has exited meanwhile (still in its grace period)
+            proc = self.cache.get_recent_by_pid(pid)
         if proc is None:
             if not final:
                 return False
