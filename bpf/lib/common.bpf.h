@@ -20,13 +20,7 @@ struct {
 	__uint(max_entries, 8 << 20);
 } kerneye_events_rb SEC(".maps");
 
-/* tgid -> identity of the image it runs now; seeded from /proc at start. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, struct execve_map_value);
-} kerneye_execve_map SEC(".maps");
+#include "execve_map.bpf.h" /* kerneye_execve_map */
 
 /* Per-CPU loss and error counters, index enum stat_idx. */
 struct {

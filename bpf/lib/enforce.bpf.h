@@ -21,17 +21,11 @@
 #define EPERM 1
 #endif
 
-/* The base sensor's process map, declared exactly as in lib/common.bpf.h;
- * only bin_match is read. User space hands in the base sensor's map with
- * bpf_map__reuse_fd before load, so that rules with a bin_mask see the
- * matchBinaries bits computed at exec; without it this private copy stays
- * empty and every process reads as bin_match 0. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, struct execve_map_value);
-} kerneye_execve_map SEC(".maps");
+/* The base sensor's process map; only bin_match is read. User space hands
+ * in the base sensor's map with bpf_map__reuse_fd before load, so that rules
+ * with a bin_mask see the matchBinaries bits computed at exec; without it
+ * this private copy stays empty and every process reads as bin_match 0. */
+#include "execve_map.bpf.h"
 
 /* Add one to a counter of an array (per-CPU in practice: no atomics). */
 FUNC_INLINE void enf_count(void *map, __u32 idx)
