@@ -35,14 +35,9 @@ def world_dir() -> Iterator[str]:
 
 
 @pytest.fixture
-def work() -> Iterator[str]:
+def work(world_dir: str) -> str:
     """A temp directory for one test's files (policies, targets)."""
-    d = tempfile.mkdtemp(prefix="kerneye-work-")
-    os.chmod(d, 0o755)
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    return world_dir
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentctl import AgentProc, env, is_exec, kerneye_cmd
+from agentctl import AgentProc, env, is_exec, kerneye_cmd, tp
 from kerneye.metrics import labels as L
 
 pytestmark = pytest.mark.kernel
@@ -78,11 +78,6 @@ def tdir() -> Iterator[str]:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
-
-
-def tp(agent: AgentProc, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(kerneye_cmd("tracingpolicy", *args, "--socket", agent.socket), env=env(),
-                          capture_output=True, text=True, timeout=60)
 
 
 def test_agent_metrics_after_execs(agent: MetricsAgent) -> None:

@@ -21,7 +21,8 @@ from typing import Any, Callable, Iterator
 import pytest
 import yaml
 
-from agentctl import AgentProc, env, kerneye_cmd
+from agentctl import AgentProc, env, kerneye_cmd, tp
+from agentctl import listed as tp_list
 from kerneye.api import client as api
 
 
@@ -33,17 +34,6 @@ Ev = dict[str, Any]
 
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(not os.path.exists(KTRIG), reason="make -C tests/progs builds ktrig")]
-
-
-def tp(agent: AgentProc, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(kerneye_cmd("tracingpolicy", *args, "--socket", agent.socket), env=env(),
-                          capture_output=True, text=True, timeout=60)
-
-
-def tp_list(agent: AgentProc) -> dict[str, dict[str, Any]]:
-    r = tp(agent, "list", "-o", "json")
-    assert r.returncode == 0, r.stderr
-    return {p["name"]: p for p in json.loads(r.stdout)["policies"]}
 
 
 def openat_hook(*selectors: dict, call: str = "sys_openat") -> dict:
