@@ -334,3 +334,25 @@ def test_file_allow_means_only_these_binaries() -> None:
 def test_routing_by_kind() -> None:
     assert enforcement.is_enforcement(EP + "  rawSockets: deny\n")
     assert not enforcement.is_enforcement("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\n")
+
+
+def test_protect_hooks_read_the_file_parameter() -> None:
+    # security_path_rename(old_dir, old_dentry, ...): the renamed file is parameter 1, as for unlink;
+    # security_path_chmod(path, mode): parameter 0
+    for call, idx in (("security_path_rename", 1), ("security_path_unlink", 1), ("security_path_chmod", 0)):
+        _, rules = split(f"""
+kprobes:
+- call: {call}
+  syscall: false
+  args:
+  - index: {idx}
+    type: path
+  selectors:
+  - matchArgs:
+    - index: {idx}
+      operator: Equal
+      values: [/etc/passwd]
+    matchActions:
+    - action: Override
+""")
+        assert [(r.op, r.paths) for r in rules] == [("protect", ("/etc/passwd",))], call

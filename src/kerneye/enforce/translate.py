@@ -70,13 +70,12 @@ FUNCTIONS: dict[str, HookMeaning] = {
         "security_kernel_load_data", "kernel_load_data", "do_init_module", "load_module")},
     **{n: HookMeaning("bpf", {0: "bpf_cmd"}) for n in ("security_bpf", "bpf")},
     **{n: HookMeaning("bpf", {}) for n in ("security_bpf_prog_load", "bpf_prog_load", "security_bpf_prog", "bpf_prog")},
-    **{n: HookMeaning("protect", {0: "path"} if "path" in n or "inode" in n else {}) for n in (
-        "security_path_unlink", "path_unlink", "security_path_rename", "path_rename", "security_path_chmod",
-        "path_chmod", "security_inode_unlink", "inode_unlink")},
+    # unlink/rename: (dir, dentry, ...): the file is the second parameter; chmod: (path, mode)
+    **{n: HookMeaning("protect", {1: "path"}) for n in (
+        "security_path_unlink", "path_unlink", "security_inode_unlink", "inode_unlink",
+        "security_path_rename", "path_rename")},
+    **{n: HookMeaning("protect", {0: "path"}) for n in ("security_path_chmod", "path_chmod")},
 }
-# the path of security_path_* is the second parameter (dir, dentry)
-for _n in ("security_path_unlink", "path_unlink", "security_inode_unlink", "inode_unlink"):
-    FUNCTIONS[_n] = HookMeaning("protect", {1: "path"})
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _MAY_WRITE, _MAY_APPEND = 2, 8
