@@ -304,7 +304,7 @@ def test_bpf_error_kinds_match_the_abi() -> None:
 
 def test_maps_listed_exist_in_the_bpf_sources() -> None:
     src = ""
-    for p in ("bpf/lib/common.bpf.h", "bpf/generic/generic.bpf.c"):
+    for p in ("bpf/lib/common.bpf.h", "bpf/lib/execve_map.bpf.h", "bpf/generic/generic.bpf.c"):
         with open(os.path.join(ROOT, p)) as f:
             src += f.read()
     for m in L.BPF_MAPS:
