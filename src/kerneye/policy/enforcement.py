@@ -49,8 +49,8 @@ import re
 from yaml.nodes import Node
 
 from ..enforce.rules import LSM_HOOK, Report, Rule, RulePlan
-from .errors import PolicyError, raise_collected
-from .loader import _POLICY_NAME, _Abort, _compose, _Walker
+from .errors import PolicyError
+from .loader import _POLICY_NAME, _Walker, walk_document
 
 API_VERSION = "kerneye.io/v1alpha1"
 KIND = "EnforcementPolicy"
@@ -275,15 +275,7 @@ def is_enforcement(text: str) -> bool:
 
 
 def load_str(text: str, source: str = "<string>") -> RulePlan:
-    root = _compose(text, source)
-    w = _EWalker(source, None)
-    try:
-        plan = w.policy(root)
-    except _Abort:
-        plan = None
-    raise_collected(sorted(w.errors, key=lambda e: (e.line, e.col)))
-    if plan is None:  # pragma: no cover
-        raise PolicyError("yaml-parse", "the document could not be read", file=source)
+    plan: RulePlan = walk_document(text, source, _EWalker(source, None))
     return plan
 
 

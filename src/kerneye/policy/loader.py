@@ -1528,8 +1528,13 @@ def load_str(text: str, source: str = "<string>", *, supported_hooks: Collection
     ``supported_hooks``, when given, lists the hook sections (``kprobes``,
     ``tracepoints`` ...) the caller can run; others are ``unavailable-hook``.
     """
+    return walk_document(text, source, _Walker(source, supported_hooks))
+
+
+def walk_document(text: str, source: str, w: "_Walker") -> Any:
+    """Compose one YAML document and run the walker's policy() over it;
+    raise every problem found, each once, in document order."""
     root = _compose(text, source)
-    w = _Walker(source, supported_hooks)
     try:
         policy = w.policy(root)
     except _Abort:
