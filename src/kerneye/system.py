@@ -59,6 +59,13 @@ def _mounted(path: str, fstype: str) -> bool:
     return False
 
 
+def mount_points(fstype: str) -> list[str]:
+    """Where filesystems of this type are mounted (e.g. "cgroup2"), in
+    /proc/self/mounts order."""
+    with open("/proc/self/mounts") as f:
+        return [p[1] for p in (ln.split() for ln in f) if len(p) > 2 and p[2] == fstype]
+
+
 def ensure_mount(path: str, fstype: str) -> bool:
     """Mount fstype at path if it is not there. Returns True if we mounted it."""
     if _mounted(path, fstype):

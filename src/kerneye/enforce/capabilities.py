@@ -182,6 +182,7 @@ def probe(bpf_dir: str | None = None) -> dict[str, str | None]:
 
     from .. import config
     from ..bpf import features
+    from ..system import mount_points
     from .fanotify import Fanotify, FanotifyError
 
     out: dict[str, str | None] = {}
@@ -191,7 +192,7 @@ def probe(bpf_dir: str | None = None) -> dict[str, str | None]:
         out["fanotify"] = None
     except FanotifyError as e:
         out["fanotify"] = str(e)
-    cg2 = [ln.split()[1] for ln in open("/proc/self/mounts") if ln.split()[2:3] == ["cgroup2"]]
+    cg2 = mount_points("cgroup2")
     out["cgroup-bpf"] = None if cg2 and os.geteuid() == 0 else "no cgroup-v2 mount (or not root)"
     out["signal"] = None
     return out

@@ -1416,7 +1416,9 @@ def _cgroup_paths(cgroups: Iterable[str] | None) -> tuple[str, ...] | None:
     mounted cgroup2 hierarchy (/sys/fs/cgroup/unified/x) becomes /x."""
     if cgroups is None:
         return None
-    roots = [ln.split()[1] for ln in open("/proc/self/mounts") if ln.split()[2:3] == ["cgroup2"]]
+    from ..system import mount_points
+
+    roots = mount_points("cgroup2")
     out = []
     for c in cgroups:
         for r in roots:

@@ -724,12 +724,13 @@ class EnforcementManager:
 
 
 def _cgroup2_root() -> str:
-    for ln in open("/proc/self/mounts"):
-        f = ln.split()
-        if len(f) > 2 and f[2] == "cgroup2":
-            return f[1]
-    raise EnforcementError("no cgroup-v2 hierarchy is mounted; mount one (mount -t cgroup2 none "
-                           "/sys/fs/cgroup/unified) for network, sysctl and device rules")
+    from ..system import mount_points
+
+    roots = mount_points("cgroup2")
+    if not roots:
+        raise EnforcementError("no cgroup-v2 hierarchy is mounted; mount one (mount -t cgroup2 none "
+                               "/sys/fs/cgroup/unified) for network, sysctl and device rules")
+    return roots[0]
 
 
 def _container_cgroup(cid: str) -> str:
