@@ -258,35 +258,23 @@ class CgroupAdapter(Adapter):
         self.sys_enfs: dict[str, Any] = {}  # cgroup -> CgroupSysEnforcer
         self._where: dict[int, Any] = {}    # back-end rule id -> the enforcer holding it
 
-    def _enforcer(self, cgroup: str) -> Any:
+    def _enforcer(self, cgroup: str, sys: bool = False) -> Any:
+        """The network (or, with sys, the sysctl/device) enforcer of a
+        cgroup, started on first use with its monitor rule set."""
         from .cgroup_net import CgroupNetEnforcer, release_pinned
-
-        e = self.enfs.get(cgroup)
-        if e is None:
-            kw: dict[str, Any] = {"mode": "enforce", "keep_on_exit": self.mgr.keep_on_exit}
-            if self.mgr.execve_map_fd is not None:
-                kw["execve_map_fd"] = self.mgr.execve_map_fd
-            e = CgroupNetEnforcer(cgroup, bpf_dir=self.mgr.bpf_dir, **kw)
-            if self.mgr.keep_on_exit and release_pinned(e.pin_dir):
-                log.warning("enforcement pinned by an earlier agent at %s replaced", e.pin_dir)
-            e.set_mode("monitor", ruleset=self.MONITOR_SET)
-            e.start()
-            self.enfs[cgroup] = e
-        return e
-
-    def _sys_enforcer(self, cgroup: str) -> Any:
-        from .cgroup_net import release_pinned
         from .cgroup_sys import CgroupSysEnforcer
 
-        e = self.sys_enfs.get(cgroup)
+        cache = self.sys_enfs if sys else self.enfs
+        e = cache.get(cgroup)
         if e is None:
-            e = CgroupSysEnforcer(cgroup, mode="enforce", bpf_dir=self.mgr.bpf_dir, keep_on_exit=self.mgr.keep_on_exit,
-                                  execve_map_fd=self.mgr.execve_map_fd)
+            cls = CgroupSysEnforcer if sys else CgroupNetEnforcer
+            e = cls(cgroup, mode="enforce", bpf_dir=self.mgr.bpf_dir, keep_on_exit=self.mgr.keep_on_exit,
+                    execve_map_fd=self.mgr.execve_map_fd)
             if self.mgr.keep_on_exit and release_pinned(e.pin_dir):
                 log.warning("enforcement pinned by an earlier agent at %s replaced", e.pin_dir)
             e.set_mode("monitor", ruleset=self.MONITOR_SET)
             e.start()
-            self.sys_enfs[cgroup] = e
+            cache[cgroup] = e
         return e
 
     def _close(self) -> None:
@@ -365,7 +353,7 @@ class CgroupAdapter(Adapter):
                     id=bid, type=t, major=None if ma < 0 else ma, minor=None if mi < 0 else mi, access=acc,
                     ruleset=rs, err=err, **bin_kw))
         for cg in self.mgr.cgroups_of(r):
-            e = self._sys_enforcer(cg)
+            e = self._enforcer(cg, sys=True)
             for make in makers:
                 bid = self.mgr.new_backend_id(inst)
                 rule = make(bid)
