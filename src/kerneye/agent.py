@@ -39,7 +39,7 @@ from .process.tracker import ProcessTracker
 from .sensors import exec as exec_sensor
 from .sensors.base import Sensor, SensorManager
 from .enforce.manager import EnforcementManager, Installed, PolicyEntry, Verdict, render_args
-from .enforce.rules import errno_name
+from .enforce.rules import RulePlan, errno_name
 from .sensors.generic import PolicyManager
 
 log = logging.getLogger("kerneye.agent")
@@ -189,18 +189,19 @@ class Agent:
         """A TracingPolicy (its Override selectors go to the enforcement back
         ends, the rest to the policy sensor) or a kerneye EnforcementPolicy."""
         from .enforce import translate
-        from .policy import enforcement, loader
+        from .policy import enforcement
 
         assert self.policies is not None and self.enforcement is not None
-        if enforcement.is_enforcement(text):
-            plan = enforcement.load_str(text, source)
+        doc = enforcement.load_any(text, source)
+        if isinstance(doc, RulePlan):
+            plan = doc
             if mode:
                 plan.mode = mode
             if plan.policy in self.policies.policies:
                 raise KerneyeError(f"a policy named {plan.policy} is already loaded; delete it first")
             entry = self.enforcement.add(plan)
             return {"ok": True, "name": plan.policy, "mode": plan.mode, "hooks": 0, "rules": len(entry.rules)}
-        tp = loader.load_str(text, source)
+        tp = doc
         pmode = mode or tp.spec.policy_mode or "enforce"
         traced, plan = translate.split(tp, pmode)
         if self.enforcement.has(tp.name):

@@ -332,8 +332,15 @@ def test_file_allow_means_only_these_binaries() -> None:
 
 
 def test_routing_by_kind() -> None:
-    assert enforcement.is_enforcement(EP + "  rawSockets: deny\n")
-    assert not enforcement.is_enforcement("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\n")
+    assert isinstance(enforcement.load_any(EP + "  rawSockets: deny\n"), enforcement.RulePlan)
+    # the kind is read from the document, whatever its YAML style
+    flow = '{apiVersion: kerneye.io/v1alpha1, "kind": EnforcementPolicy, metadata: {name: x}, spec: {bpf: deny}}'
+    assert isinstance(enforcement.load_any(flow), enforcement.RulePlan)
+    tp = enforcement.load_any("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata: {name: t}\n"
+                              "spec: {tracepoints: [{subsystem: sched, event: sched_process_exit}]}\n")
+    assert isinstance(tp, loader.TracingPolicy)
+    with pytest.raises(PolicyError, match="valid kinds: .*EnforcementPolicy"):
+        enforcement.load_any("apiVersion: cilium.io/v1alpha1\nkind: Enforcement\nmetadata: {name: t}\nspec: {}\n")
 
 
 def test_protect_hooks_read_the_file_parameter() -> None:

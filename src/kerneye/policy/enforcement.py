@@ -46,11 +46,12 @@ import errno as _errno
 import ipaddress
 import re
 
-from yaml.nodes import Node
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 from ..enforce.rules import LSM_HOOK, Report, Rule, RulePlan
 from .errors import PolicyError
-from .loader import _POLICY_NAME, _Walker, walk_document
+from .loader import _POLICY_NAME, _compose, _Walker, walk_document
+from .model import TracingPolicy
 
 API_VERSION = "kerneye.io/v1alpha1"
 KIND = "EnforcementPolicy"
@@ -269,9 +270,17 @@ class _EWalker(_Walker):
         return RulePlan(name, mode, rules, self.file, KIND)
 
 
-def is_enforcement(text: str) -> bool:
-    """Cheap test used by the loaders to route a document."""
-    return bool(re.search(rf"^kind:\s*[\"']?{KIND}[\"']?\s*$", text, re.M))
+def load_any(text: str, source: str = "<string>") -> "TracingPolicy | RulePlan":
+    """One policy document of either kind, routed by its `kind` (a
+    TracingPolicy, or an EnforcementPolicy's RulePlan)."""
+    root = _compose(text, source)
+    kind = None
+    if isinstance(root, MappingNode):
+        kind = next((v.value for k, v in root.value if isinstance(k, ScalarNode) and k.value == "kind"
+                     and isinstance(v, ScalarNode)), None)
+    if kind == KIND:
+        return walk_document(root, source, _EWalker(source, None))
+    return walk_document(root, source, _Walker(source, None))
 
 
 def load_str(text: str, source: str = "<string>") -> RulePlan:

@@ -430,7 +430,8 @@ class _Walker:
             self.err("bad-value", m["apiVersion"][1], "apiVersion", f"apiVersion must be {API_VERSION!r}, got {api!r}")
         kind = self.required_str(m, "kind", root, "", "the policy")
         if kind and kind not in KINDS:
-            self.err("unknown-value", m["kind"][1], "kind", f"unknown kind {kind!r}; valid kinds: {_one_of(KINDS)}")
+            self.err("unknown-value", m["kind"][1], "kind",
+                     f"unknown kind {kind!r}; valid kinds: {_one_of(KINDS + ('EnforcementPolicy',))}")
         name, namespace, labels, annotations = "", None, {}, {}
         mnode = self.required(m, "metadata", root, "", "the policy")
         if mnode is not None:
@@ -1531,10 +1532,11 @@ def load_str(text: str, source: str = "<string>", *, supported_hooks: Collection
     return walk_document(text, source, _Walker(source, supported_hooks))
 
 
-def walk_document(text: str, source: str, w: "_Walker") -> Any:
-    """Compose one YAML document and run the walker's policy() over it;
-    raise every problem found, each once, in document order."""
-    root = _compose(text, source)
+def walk_document(text: str | Node, source: str, w: "_Walker") -> Any:
+    """Run the walker's policy() over one YAML document (text, or its
+    composed root node); raise every problem found, each once, in document
+    order."""
+    root = _compose(text, source) if isinstance(text, str) else text
     try:
         policy = w.policy(root)
     except _Abort:
